@@ -1,0 +1,252 @@
+"""The one place a ``data`` config becomes files: :func:`load_data` -> :class:`DataBundle`.
+
+Kinds (``data.kind``):
+- ``synthetic``: builds (once, cached) the synthetic world of ``data.world`` (see :mod:`xqg.data.synthetic`);
+- ``files``: real data (XOR-TyDi, NQ): every file is a source (local path, ``hf://datasets/...``, URL, or a
+  mapping ``{path, url | repo + filename}``) resolved on first use, so evaluating never downloads training data;
+- ``xquad_r``: the XQuAD-R benchmark built from ``data.source`` (see :mod:`xqg.data.xquad_r`).
+
+Generator pairs for real XOR-TyDi are derived from the Tevatron training file (query -> its first positive),
+with each query's language taken from the file, from the raw XOR-TyDi train questions, or from its script.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Iterator, Mapping
+from pathlib import Path
+from typing import Any
+
+from xqg.artifacts import ArtifactDir, file_fingerprint
+from xqg.data.pairs import write_generator_pairs
+from xqg.data.records import GeneratorPair
+from xqg.data.sources import resolve_source
+from xqg.data.staging import staged_artifact
+from xqg.data.tevatron import iter_tevatron
+from xqg.data.xor import iter_xor_questions
+from xqg.errors import XqgInputError
+from xqg.languages import XOR_LANGUAGES, normalize_lang, script_share
+
+PAIRS_CODE_VERSION = "1"
+_FILE_KEYS = {
+    "corpus": "corpus_path",
+    "train": "train_path",
+    "val": "val_path",
+    "english_train": "english_train_path",
+    "english_val": "english_dev_train_path",
+    "dev_questions": "dev_questions_path",
+    "test_questions": "test_questions_path",
+    "train_questions": "train_questions_path",
+    "xor_train": "xor_train_path",  # XOR-TyDi Tevatron file when `train` is another one (zero-shot NQ)
+}
+
+
+def _plain(cfg: Any) -> Any:
+    try:
+        from omegaconf import DictConfig, ListConfig, OmegaConf
+
+        if isinstance(cfg, DictConfig | ListConfig):
+            return OmegaConf.to_container(cfg, resolve=True)
+    except ImportError:  # pragma: no cover
+        pass
+    return cfg
+
+
+class DataBundle:
+    """Paths of one data setting. File attributes resolve (and download) lazily and are None when absent.
+
+    Attributes: ``name``, ``languages``, ``corpus_path``, ``train_path`` (Tevatron, retriever training),
+    ``val_path`` (= ``dev_train_path``: held-out Tevatron examples), ``english_train_path`` /
+    ``english_dev_train_path`` (NQ-like, zero-shot), ``dev_questions_path``, ``test_questions_path`` (XOR-TyDi
+    question JSONL), ``generator_pairs`` (a JSONL path, ``{"train": path, "dev": path}``, or GeneratorPairs),
+    ``qrels`` (split -> TREC qrels, when the data has gold passage ids).
+    """
+
+    def __init__(
+        self,
+        name: str,
+        languages: Iterable[str],
+        sources: Mapping[str, Any],
+        cache_dir: str | Path,
+        generator_pairs: Any = None,
+        qrels: Mapping[str, Path] | None = None,
+        info: Mapping[str, Any] | None = None,
+    ) -> None:
+        self.name = name
+        self.languages = tuple(normalize_lang(x) for x in languages)
+        self.cache_dir = Path(cache_dir)
+        self._sources = {k: v for k, v in sources.items() if v not in (None, "")}
+        self._resolved: dict[str, Path] = {}
+        self._generator_pairs = generator_pairs
+        self.qrels = dict(qrels or {})
+        self.info = dict(info or {})
+
+    def path(self, key: str) -> Path | None:
+        """The local path of source ``key`` (see ``_FILE_KEYS``), fetched on first use; None when not set."""
+        if key not in self._sources:
+            return None
+        if key not in self._resolved:
+            what = f"data '{self.name}' {key.replace('_', ' ')} file"
+            self._resolved[key] = resolve_source(self._sources[key], self.cache_dir, what=what)
+        return self._resolved[key]
+
+    corpus_path = property(lambda self: self.path("corpus"))
+    train_path = property(lambda self: self.path("train"))
+    val_path = property(lambda self: self.path("val"))
+    dev_train_path = val_path
+    english_train_path = property(lambda self: self.path("english_train"))
+    english_dev_train_path = property(lambda self: self.path("english_val"))
+    dev_questions_path = property(lambda self: self.path("dev_questions"))
+    test_questions_path = property(lambda self: self.path("test_questions"))
+    train_questions_path = property(lambda self: self.path("train_questions"))
+    xor_train_path = property(lambda self: self.path("xor_train"))
+
+    @property
+    def generator_pairs(self) -> Any:
+        g = self._generator_pairs
+        if callable(g):
+            self._generator_pairs = g = g()
+        return g
+
+    def __repr__(self) -> str:
+        return f"DataBundle({self.name!r}, languages={list(self.languages)}, sources={sorted(self._sources)})"
+
+
+def load_data(data_cfg: Any, paths_cfg: Any) -> DataBundle:
+    """Turn a ``data`` config (and ``paths``) into a :class:`DataBundle`."""
+    data = _plain(data_cfg) or {}
+    if not isinstance(data, Mapping):
+        raise XqgInputError("the data config must be a mapping", field="data")
+    # only cache_dir is read: other `paths` entries may interpolate Hydra's runtime (output_dir)
+    cache = paths_cfg.get("cache_dir") if paths_cfg is not None else None
+    cache_dir = Path(str(cache or "cache"))
+    name = str(data.get("name", "data"))
+    kind = str(data.get("kind", name))
+    languages = data.get("languages") or XOR_LANGUAGES
+    try:
+        languages = [normalize_lang(str(x)) for x in languages]
+    except KeyError as e:
+        raise XqgInputError(str(e.args[0]), field="data.languages") from None
+    if kind == "synthetic":
+        return _synthetic(name, languages, data, cache_dir)
+    if kind == "xquad_r":
+        return _xquad_r(name, languages, data, cache_dir)
+    if kind == "files":
+        return _files(name, languages, data, cache_dir)
+    raise XqgInputError(f"unknown data kind {kind!r} (synthetic | files | xquad_r)", field="data.kind")
+
+
+def _synthetic(name: str, languages: list[str], data: Mapping[str, Any], cache_dir: Path) -> DataBundle:
+    from xqg.data.synthetic import build_world
+
+    world = build_world(data.get("world") or {}, cache_dir)
+    sources = {
+        "corpus": world.corpus,
+        "train": world.tevatron["train"],
+        "val": world.tevatron["dev"],
+        "english_train": world.tevatron_english["train"],
+        "english_val": world.tevatron_english["dev"],
+        "dev_questions": world.questions["dev"],
+        "test_questions": world.questions["test"],
+        "train_questions": world.questions["train"],
+    }
+    pairs = {"train": world.generator_pairs["train"], "dev": world.generator_pairs["dev"]}
+    info = {"fingerprint": world.fingerprint, "root": str(world.root), "counts": world.counts}
+    return DataBundle(name, languages, sources, cache_dir, pairs, world.qrels, info)
+
+
+def _xquad_r(name: str, languages: list[str], data: Mapping[str, Any], cache_dir: Path) -> DataBundle:
+    from xqg.data.xquad_r import build_xquad_r
+
+    source = data.get("source")
+    if not source:
+        raise XqgInputError("set data.source to the xquad-r folder", field="data.source")
+    split = tuple(data.get("split") or (0.5, 0.25, 0.25))
+    b = build_xquad_r(Path(str(source)), cache_dir, languages, split)
+    unit = str(data.get("unit", "paragraph"))
+    if unit not in ("paragraph", "sentence"):
+        raise XqgInputError(f"must be paragraph or sentence, got {unit!r}", field="data.unit")
+    sources = {
+        "corpus": b.corpus if unit == "paragraph" else b.sentence_corpus,
+        "train": b.tevatron["train"],
+        "val": b.tevatron["dev"],
+        "dev_questions": b.questions["dev"],
+        "test_questions": b.questions["test"],
+        "train_questions": b.questions["train"],
+    }
+    qrels = b.qrels if unit == "paragraph" else b.sentence_qrels
+    pairs = {"train": b.generator_pairs["train"], "dev": b.generator_pairs["dev"]}
+    return DataBundle(name, languages, sources, cache_dir, pairs, qrels, {"counts": b.counts, "unit": unit})
+
+
+def _files(name: str, languages: list[str], data: Mapping[str, Any], cache_dir: Path) -> DataBundle:
+    files = dict(data.get("files") or {})
+    unknown = sorted(set(files) - set(_FILE_KEYS))
+    if unknown:
+        raise XqgInputError(
+            f"unknown data file key(s) {unknown}; known: {sorted(_FILE_KEYS)}", field="data.files"
+        )
+    qrels = {k: Path(str(v)) for k, v in (data.get("qrels") or {}).items() if v}
+    bundle = DataBundle(name, languages, files, cache_dir, None, qrels)
+    spec = data.get("generator_pairs")
+    if isinstance(spec, Mapping) and spec.get("derive"):
+        from_key = str(spec.get("from", "train"))
+        langs_key = spec.get("languages_from", "train_questions")
+
+        def derive() -> Path:
+            src = bundle.path(from_key)
+            if src is None:
+                raise XqgInputError(
+                    f"generator pairs derive from data.files.{from_key}, which is not set",
+                    field="data.generator_pairs",
+                )
+            qs = bundle.path(str(langs_key)) if langs_key else None
+            return derive_generator_pairs(src, qs, cache_dir, languages)
+
+        bundle._generator_pairs = derive
+    elif spec:
+        if isinstance(spec, Mapping):
+            bundle._generator_pairs = {
+                k: resolve_source(v, cache_dir, what=f"generator pairs ({k})") for k, v in spec.items() if v
+            }
+        else:
+            bundle._generator_pairs = resolve_source(spec, cache_dir, what="generator pairs")
+    return bundle
+
+
+def guess_language(text: str, candidates: Iterable[str] = XOR_LANGUAGES) -> str:
+    """The candidate language whose script covers most of ``text`` (Latin text -> the Latin-script candidate)."""
+    cands = list(candidates)
+    return max(cands, key=lambda c: (script_share(text, c), -cands.index(c)))
+
+
+def derive_generator_pairs(
+    tevatron_path: Path, questions_path: Path | None, cache_dir: Path, languages: Iterable[str]
+) -> Path:
+    """Generator pairs (first positive passage -> query in its language) from a Tevatron training file, cached
+    in ``<cache>/generator_pairs/<fingerprint>/pairs.jsonl``; only queries in ``languages`` are kept."""
+    langs = [normalize_lang(x) for x in languages]
+    inputs = {"tevatron": file_fingerprint(tevatron_path)}
+    if questions_path is not None:
+        inputs["questions"] = file_fingerprint(questions_path)
+    art = ArtifactDir.for_spec(
+        cache_dir,
+        "generator_pairs",
+        config={"languages": langs},
+        inputs=inputs,
+        code_version=PAIRS_CODE_VERSION,
+    )
+    if not art.complete:
+        lang_of = {q.qid: q.lang for q in iter_xor_questions(questions_path)} if questions_path else {}
+
+        def pairs() -> Iterator[GeneratorPair]:
+            for ex in iter_tevatron(tevatron_path):
+                lang = ex.lang or lang_of.get(ex.qid) or guess_language(ex.query, langs)
+                if lang not in langs:
+                    continue
+                p = ex.positives[0]
+                yield GeneratorPair(p.docid, lang, p.title, p.text, ex.query)
+
+        with staged_artifact(art) as staging:
+            n = write_generator_pairs(staging.path / "pairs.jsonl", pairs())
+            staging.finalize(counts={"pairs": n}, extra={"source": str(tevatron_path)})
+    return art.path / "pairs.jsonl"

@@ -1,0 +1,488 @@
+"""The passage corpus as an on-disk store with random access by docid and by row.
+
+The real corpus (DPR ``psgs_w100.tsv``-style, ``id\\ttext\\ttitle`` with a header row, 18M rows, 13 GB) is streamed
+once into ``<cache>/corpus/<fingerprint>/``: three UTF-8 blobs (docids, titles, texts) with int64 offsets
+(``.npy``, memory-mapped) and a docid index (sorted 64-bit docid hashes + row order, binary search). Nothing is
+held in Python dicts, so peak memory stays far below 1 GB at any corpus size, and opening a built store is
+instant. JSONL corpora (``{docid, title, text}``, maybe gzip) are read the same way.
+"""
+
+from __future__ import annotations
+
+import csv
+import gzip
+import hashlib
+import io
+import itertools
+import json
+import mmap
+import os
+from array import array
+from collections.abc import Iterator
+from pathlib import Path
+from typing import IO, Any
+
+import numpy as np
+
+from xqg.artifacts import ArtifactDir, atomic_path, file_fingerprint
+from xqg.data.jsonl import Fields, close_writer, open_write_binary
+from xqg.data.records import Passage
+from xqg.data.staging import staged_artifact
+from xqg.errors import XqgInputError
+from xqg.progress import progress_bar
+
+#: Bump when the store layout or the parsing changes: old stores are then rebuilt, never reused.
+CODE_VERSION = "1"
+_FIELDS = ("docids", "titles", "texts")
+_FLUSH = 1 << 16  # offsets buffered per flush
+# DPR passages are ~600 bytes; a broken quote would otherwise swallow the rest of the file into one field.
+_MAX_FIELD = 1 << 24
+
+
+def docid_hash(docid: bytes) -> int:
+    """Stable 64-bit hash of a docid (the key of the sorted index)."""
+    return int.from_bytes(hashlib.blake2b(docid, digest_size=8).digest(), "little")
+
+
+def detect_format(path: Path) -> str:
+    """``tsv``, ``jsonl`` or ``parquet`` from the file name (``.tsv[.gz]``, ``.jsonl[.gz]``/``.json[.gz]``,
+    ``.parquet``), else sniffed."""
+    name = path.name.lower().removesuffix(".gz")
+    if name.endswith(".parquet"):
+        return "parquet"
+    if name.endswith((".tsv", ".txt")):
+        return "tsv"
+    if name.endswith((".jsonl", ".json")):
+        return "jsonl"
+    with _open_binary(path)[0] as f:
+        head = f.read(1 << 12).lstrip()
+    return "jsonl" if head.startswith(b"{") else "tsv"
+
+
+def _open_binary(path: Path) -> tuple[IO[bytes], IO[bytes]]:
+    """(decompressed stream, raw file) so progress can follow the raw position."""
+    raw = open(path, "rb")
+    magic = raw.read(2)
+    raw.seek(0)
+    if magic == b"\x1f\x8b":
+        return gzip.GzipFile(fileobj=raw, mode="rb"), raw  # type: ignore[return-value]
+    return raw, raw
+
+
+def default_cache_root(path: Path) -> Path:
+    """``$XQG_CACHE`` if set, else a sibling ``.<name>.xqg-store/`` folder (or ``$XQG_HOME``/~/.cache/xqg when
+    the corpus sits in a read-only folder)."""
+    env = os.environ.get("XQG_CACHE")
+    if env:
+        return Path(env)
+    if os.access(path.parent, os.W_OK):
+        return path.parent / f".{path.name}.xqg-store"
+    home = os.environ.get("XQG_HOME") or os.path.join(os.path.expanduser("~"), ".cache", "xqg")
+    return Path(home) / "stores"
+
+
+class _BlobWriter:
+    """Appends byte strings to ``<name>.bin`` and their end offsets to a raw int64 file."""
+
+    def __init__(self, folder: Path, name: str) -> None:
+        self.folder = folder
+        self.name = name
+        self.data = open(folder / f"{name}.bin", "wb", buffering=1 << 20)
+        self.raw_offsets_path = folder / f"{name}.offsets.raw"
+        self.offsets = open(self.raw_offsets_path, "wb")
+        self.pos = 0
+        self.buf = array("q", [0])
+
+    def add(self, value: bytes) -> None:
+        self.data.write(value)
+        self.pos += len(value)
+        self.buf.append(self.pos)
+        if len(self.buf) >= _FLUSH:
+            self.buf.tofile(self.offsets)
+            self.buf = array("q")
+
+    def close(self, n: int) -> int:
+        """Finish: write ``<name>.offsets.npy`` (n + 1 entries) chunk by chunk; returns bytes of the blob."""
+        self.buf.tofile(self.offsets)
+        self.offsets.close()
+        self.data.close()
+        out = np.lib.format.open_memmap(
+            self.folder / f"{self.name}.offsets.npy", mode="w+", dtype="<i8", shape=(n + 1,)
+        )
+        src = np.fromfile(self.raw_offsets_path, dtype="<i8", count=-1) if n < _FLUSH * 16 else None
+        if src is not None:
+            out[:] = src
+        else:
+            mm = np.memmap(self.raw_offsets_path, dtype="<i8", mode="r")
+            for i in range(0, n + 1, 1 << 22):
+                out[i : i + (1 << 22)] = mm[i : i + (1 << 22)]
+            del mm
+        out.flush()
+        del out
+        self.raw_offsets_path.unlink()
+        return self.pos
+
+
+class _Rows:
+    """Streams (docid, title, text) as UTF-8 bytes plus a human location, from TSV or JSONL."""
+
+    def __init__(self, path: Path, fmt: str, bar: Any) -> None:
+        self.path = path
+        self.fmt = fmt
+        self.bar = bar
+        self.line = 0
+
+    def _lines(self, stream: IO[bytes], raw: IO[bytes]) -> Iterator[str]:
+        last = 0
+        for i, line in enumerate(stream):
+            self.line += 1
+            if (i & 0x3FFF) == 0:
+                pos = raw.tell()
+                self.bar.update(pos - last)
+                last = pos
+            try:
+                yield line.decode("utf-8")
+            except UnicodeDecodeError as e:
+                raise XqgInputError(f"not valid UTF-8 ({e.reason})", path=self.path, line=self.line) from None
+        self.bar.update(max(0, raw.tell() - last))
+
+    def __iter__(self) -> Iterator[tuple[bytes, bytes, bytes]]:
+        if self.fmt == "parquet":
+            yield from self._parquet()
+            return
+        stream, raw = _open_binary(self.path)
+        with raw, stream:
+            try:
+                if self.fmt == "tsv":
+                    yield from self._tsv(self._lines(stream, raw))
+                else:
+                    yield from self._jsonl(self._lines(stream, raw))
+            except (EOFError, gzip.BadGzipFile) as e:
+                raise XqgInputError(
+                    f"truncated or corrupt gzip ({e})", path=self.path, line=self.line
+                ) from None
+
+    def _tsv(self, lines: Iterator[str]) -> Iterator[tuple[bytes, bytes, bytes]]:
+        old_limit = csv.field_size_limit()
+        csv.field_size_limit(_MAX_FIELD)
+        try:
+            reader = csv.reader(lines, delimiter="\t", quotechar='"', strict=True)
+            try:
+                header = next(reader)
+            except StopIteration:
+                raise XqgInputError("empty corpus file", path=self.path) from None
+            cols = [h.strip().lower() for h in header]
+            missing = [c for c in ("id", "text", "title") if c not in cols]
+            if missing:
+                raise XqgInputError(
+                    f"expected a header row 'id<TAB>text<TAB>title' (DPR format), got {header[:3]!r}",
+                    path=self.path,
+                    line=1,
+                    field=missing[0],
+                )
+            i_id, i_text, i_title = cols.index("id"), cols.index("text"), cols.index("title")
+            need = max(i_id, i_text, i_title) + 1
+            while True:
+                try:
+                    row = next(reader)
+                except StopIteration:
+                    break
+                except csv.Error as e:
+                    raise XqgInputError(f"bad TSV row ({e})", path=self.path, line=self.line) from None
+                if not row:
+                    continue
+                if len(row) < need:
+                    raise XqgInputError(
+                        f"expected {need} tab-separated columns, got {len(row)}",
+                        path=self.path,
+                        line=self.line,
+                    )
+                docid = row[i_id].strip()
+                if not docid:
+                    raise XqgInputError("empty docid", path=self.path, line=self.line, field="id")
+                yield docid.encode("utf-8"), row[i_title].encode("utf-8"), row[i_text].encode("utf-8")
+        finally:
+            csv.field_size_limit(old_limit)
+
+    def _parquet(self) -> Iterator[tuple[bytes, bytes, bytes]]:
+        """Parquet rows with ``docid`` (or ``id``), ``title``, ``text`` columns (e.g. the released xQG corpus)."""
+        import pyarrow.parquet as pq
+
+        try:
+            pf = pq.ParquetFile(self.path)
+        except Exception as e:
+            raise XqgInputError(f"not a readable parquet file ({e})", path=self.path) from None
+        names = set(pf.schema_arrow.names)
+        id_col = "docid" if "docid" in names else "id"
+        missing = [c for c in (id_col, "text") if c not in names]
+        if missing:
+            raise XqgInputError(
+                f"parquet corpus needs columns docid, title, text; has {sorted(names)}",
+                path=self.path,
+                field=missing[0],
+            )
+        cols = [id_col, "text"] + (["title"] if "title" in names else [])
+        size = self.path.stat().st_size
+        rows_total = max(1, pf.metadata.num_rows)
+        for batch in pf.iter_batches(batch_size=8192, columns=cols):
+            data = batch.to_pydict()
+            titles = data.get("title") or [""] * batch.num_rows
+            for docid, text, title in zip(data[id_col], data["text"], titles, strict=True):
+                self.line += 1
+                if docid is None or not str(docid).strip():
+                    raise XqgInputError("empty docid", path=self.path, line=self.line, field=id_col)
+                yield str(docid).encode("utf-8"), (title or "").encode("utf-8"), (text or "").encode("utf-8")
+            self.bar.update(size * batch.num_rows // rows_total)
+
+    def _jsonl(self, lines: Iterator[str]) -> Iterator[tuple[bytes, bytes, bytes]]:
+        for line in lines:
+            if not line.strip():
+                continue
+            try:
+                obj = json.loads(line)
+            except json.JSONDecodeError as e:
+                raise XqgInputError(f"malformed JSON ({e.msg})", path=self.path, line=self.line) from None
+            if not isinstance(obj, dict):
+                raise XqgInputError("expected a JSON object", path=self.path, line=self.line)
+            f = Fields(obj, self.path, self.line)
+            docid = f.ident("docid" if "docid" in obj or "id" not in obj else "id")
+            title = f.text("title", required=False, allow_empty=True)
+            text = f.text("text", allow_empty=True)
+            yield docid.encode("utf-8"), title.encode("utf-8"), text.encode("utf-8")
+
+
+def _build(path: Path, fmt: str, art: ArtifactDir, source_fp: str) -> None:
+    """Stream the corpus into a staging folder, then move it into place (see :mod:`xqg.data.staging`)."""
+    with staged_artifact(art) as staging:
+        folder = staging.path
+        writers = [_BlobWriter(folder, name) for name in _FIELDS]
+        hashes = array("Q")
+        total = path.stat().st_size
+        n = 0
+        with progress_bar(total=total, unit="B", unit_scale=True, desc=f"corpus store {path.name}") as bar:
+            for docid, title, text in _Rows(path, fmt, bar):
+                writers[0].add(docid)
+                writers[1].add(title)
+                writers[2].add(text)
+                hashes.append(docid_hash(docid))
+                n += 1
+        if n == 0:
+            raise XqgInputError("corpus has no passages", path=path)
+        sizes = {name: w.close(n) for name, w in zip(_FIELDS, writers, strict=True)}
+        h = np.frombuffer(hashes, dtype=np.uint64)
+        order = np.argsort(h, kind="stable")
+        sorted_h = h[order]
+        del h, hashes
+        _check_duplicates(folder, sorted_h, order, path)
+        np.save(folder / "docid_hash.sorted.npy", sorted_h)
+        np.save(folder / "docid_hash.order.npy", order.astype(np.int64, copy=False))
+        del sorted_h, order
+        disk = sum(p.stat().st_size for p in folder.iterdir())
+        staging.finalize(
+            counts={"passages": n, "bytes_on_disk": disk, **{f"{k}_bytes": v for k, v in sizes.items()}},
+            extra={"source": str(path), "format": fmt, "source_fingerprint": source_fp},
+        )
+
+
+def _check_duplicates(folder: Path, sorted_h: np.ndarray, order: np.ndarray, path: Path) -> None:
+    same = np.flatnonzero(sorted_h[1:] == sorted_h[:-1])
+    if same.size == 0:
+        return
+    blob = _Blob(folder, "docids")
+    try:
+        for j in same.tolist():
+            a, b = sorted((int(order[j]), int(order[j + 1])))
+            if blob.get(a) == blob.get(b):
+                raise XqgInputError(
+                    f"duplicate docid {blob.get(a).decode()!r} (passages {a} and {b}, 0-based rows)",
+                    path=path,
+                )
+    finally:
+        blob.close()
+
+
+class _Blob:
+    """Random access to the i-th byte string of a blob via memory-mapped offsets."""
+
+    def __init__(self, folder: Path, name: str) -> None:
+        self.offsets = np.load(folder / f"{name}.offsets.npy", mmap_mode="r")
+        data_path = folder / f"{name}.bin"
+        self._file = open(data_path, "rb")
+        size = os.fstat(self._file.fileno()).st_size
+        self.data: mmap.mmap | bytes = (
+            mmap.mmap(self._file.fileno(), 0, access=mmap.ACCESS_READ) if size else b""
+        )
+
+    def get(self, i: int) -> bytes:
+        start, end = self.offsets[i : i + 2]
+        return self.data[int(start) : int(end)]
+
+    def get_range(self, start: int, stop: int) -> list[bytes]:
+        offs = self.offsets[start : stop + 1].tolist()
+        chunk = self.data[offs[0] : offs[-1]]
+        base = offs[0]
+        return [chunk[a - base : b - base] for a, b in itertools.pairwise(offs)]
+
+    def close(self) -> None:
+        if isinstance(self.data, mmap.mmap):
+            self.data.close()
+        self._file.close()
+
+
+class CorpusStore:
+    """A built corpus store (read-only, memory-mapped): ``get(docid)``, ``row(i)``, ``iter_batches(...)``.
+
+    ``fingerprint`` identifies the content (source file hash + store code version); downstream artifacts
+    (embeddings, generated queries) key on it.
+    """
+
+    def __init__(self, folder: str | Path) -> None:
+        self.path = Path(folder)
+        manifest_path = self.path / "manifest.json"
+        if not manifest_path.exists():
+            raise XqgInputError("not a complete corpus store (no manifest.json)", path=self.path)
+        self.manifest: dict[str, Any] = json.loads(manifest_path.read_text())
+        self.fingerprint: str = self.manifest["fingerprint"]
+        self.source: str = self.manifest.get("extra", {}).get("source", str(self.path))
+        self._n = int(self.manifest["counts"]["passages"])
+        self._open()
+
+    def _open(self) -> None:
+        self._docids = _Blob(self.path, "docids")
+        self._titles = _Blob(self.path, "titles")
+        self._texts = _Blob(self.path, "texts")
+        self._hash_sorted = np.load(self.path / "docid_hash.sorted.npy", mmap_mode="r")
+        self._hash_order = np.load(self.path / "docid_hash.order.npy", mmap_mode="r")
+
+    # Stores travel to DataLoader workers by path (mmaps cannot be pickled).
+    def __getstate__(self) -> dict[str, Any]:
+        return {"path": str(self.path)}
+
+    def __setstate__(self, state: dict[str, Any]) -> None:
+        self.__init__(state["path"])  # type: ignore[misc]
+
+    def close(self) -> None:
+        for blob in (self._docids, self._titles, self._texts):
+            blob.close()
+
+    def __len__(self) -> int:
+        return self._n
+
+    def __repr__(self) -> str:
+        return f"CorpusStore({self.source!r}, passages={self._n}, fingerprint={self.fingerprint})"
+
+    def _check_row(self, i: int) -> int:
+        i = int(i)
+        if i < 0:
+            i += self._n
+        if not 0 <= i < self._n:
+            raise IndexError(f"row {i} out of range for corpus {self.source} ({self._n} passages)")
+        return i
+
+    def docid_at(self, i: int) -> str:
+        return self._docids.get(self._check_row(i)).decode("utf-8")
+
+    def row(self, i: int) -> Passage:
+        i = self._check_row(i)
+        return Passage(
+            docid=self._docids.get(i).decode("utf-8"),
+            title=self._titles.get(i).decode("utf-8"),
+            text=self._texts.get(i).decode("utf-8"),
+        )
+
+    def find(self, docid: str | int) -> int | None:
+        """Row of ``docid`` or None (binary search over the hash index, then an exact comparison)."""
+        key = str(docid).encode("utf-8")
+        h = np.uint64(docid_hash(key))
+        j = int(np.searchsorted(self._hash_sorted, h, side="left"))
+        while j < self._n and self._hash_sorted[j] == h:
+            r = int(self._hash_order[j])
+            if self._docids.get(r) == key:
+                return r
+            j += 1
+        return None
+
+    def index(self, docid: str | int) -> int:
+        """Row of ``docid``; KeyError naming the corpus when absent."""
+        r = self.find(docid)
+        if r is None:
+            raise KeyError(f"docid {str(docid)!r} not in corpus {self.source} ({self._n} passages)")
+        return r
+
+    def has(self, docid: str | int) -> bool:
+        return self.find(docid) is not None
+
+    __contains__ = has
+
+    def get(self, docid: str | int) -> Passage:
+        return self.row(self.index(docid))
+
+    def __getitem__(self, docid: str) -> Passage:
+        return self.get(docid)
+
+    def iter_batches(
+        self, batch_size: int, start: int = 0, stop: int | None = None
+    ) -> Iterator[list[Passage]]:
+        """Passages in row order, ``batch_size`` at a time, rows ``[start, stop)``."""
+        if batch_size <= 0:
+            raise ValueError("batch_size must be positive")
+        stop = self._n if stop is None else min(int(stop), self._n)
+        for a in range(max(0, int(start)), stop, batch_size):
+            b = min(a + batch_size, stop)
+            ids = self._docids.get_range(a, b)
+            titles = self._titles.get_range(a, b)
+            texts = self._texts.get_range(a, b)
+            yield [
+                Passage(d.decode("utf-8"), t.decode("utf-8"), x.decode("utf-8"))
+                for d, t, x in zip(ids, titles, texts, strict=True)
+            ]
+
+    def __iter__(self) -> Iterator[Passage]:
+        for batch in self.iter_batches(4096):
+            yield from batch
+
+
+def open_corpus(path: str | Path, cache_dir: str | Path | None = None) -> CorpusStore:
+    """Open a corpus (DPR TSV or JSONL, maybe gzip), building its store on first use.
+
+    The store lives in ``<cache_dir>/corpus/<fingerprint>/`` (default: ``$XQG_CACHE`` or a sibling
+    ``.<name>.xqg-store/``); the fingerprint covers the file content and the store code version, so an edited
+    corpus is never served from a stale store. A directory that is already a store is opened directly.
+    """
+    p = Path(path).expanduser()
+    if p.is_dir() and (p / "manifest.json").exists():
+        return CorpusStore(p)
+    if not p.is_file():
+        raise XqgInputError("corpus file not found", path=p)
+    p = p.resolve()
+    fmt = detect_format(p)
+    source_fp = file_fingerprint(p)
+    root = Path(cache_dir) if cache_dir is not None else default_cache_root(p)
+    art = ArtifactDir.for_spec(
+        root, "corpus", config={"format": fmt}, inputs={"corpus": source_fp}, code_version=CODE_VERSION
+    )
+    if not art.complete:
+        _build(p, fmt, art, source_fp)
+    return CorpusStore(art.path)
+
+
+def write_dpr_tsv(path: str | Path, passages: Any) -> int:
+    """Write passages as a DPR TSV (``id\\ttext\\ttitle`` header, csv quoting), atomically; returns the count."""
+    n = 0
+    p = Path(path)
+    with atomic_path(p) as tmp:
+        raw = open_write_binary(tmp, p.name.endswith(".gz"))
+        try:
+            f = io.TextIOWrapper(raw, encoding="utf-8", newline="", write_through=False)
+            w = csv.writer(f, delimiter="\t", quotechar='"', lineterminator="\n")
+            w.writerow(["id", "text", "title"])
+            for psg in passages:
+                if "\n" in psg.text or "\n" in psg.title or "\r" in psg.text or "\r" in psg.title:
+                    raise XqgInputError("passage contains a line break", field=f"docid {psg.docid}")
+                w.writerow([psg.docid, psg.text, psg.title])
+                n += 1
+            f.flush()
+            f.detach()
+        finally:
+            close_writer(raw)
+    return n

@@ -1,0 +1,150 @@
+"""Tevatron training files (``.jsonl`` / ``.jsonl.gz``), as released for XOR-TyDi and wikipedia-nq:
+``{query_id, query, answers, positive_passages: [{docid, title, text}], negative_passages: [...]}``.
+
+An optional ``lang`` field (written by the synthetic world; absent from the released files) is kept.
+"""
+
+from __future__ import annotations
+
+import gzip
+import json
+from collections.abc import Iterable, Iterator, Sequence
+from pathlib import Path
+from typing import Any, overload
+
+import numpy as np
+
+from xqg.data.jsonl import Fields, iter_jsonl, open_text, write_jsonl
+from xqg.data.records import Passage, TrainExample
+from xqg.errors import XqgInputError
+from xqg.languages import normalize_lang
+
+
+def _passages(f: Fields, field: str, *, required: bool) -> list[Passage]:
+    items = f.get(field, list, required=required, default=[])
+    out = []
+    for i, item in enumerate(items):
+        where = f"{field}[{i}]"
+        if not isinstance(item, dict):
+            raise f.error(where, f"expected an object, got {type(item).__name__}")
+        docid = item.get("docid", item.get("id"))
+        if isinstance(docid, bool) or not isinstance(docid, str | int) or not str(docid).strip():
+            raise f.error(f"{where}.docid", "missing or not a string/integer id")
+        title = item.get("title", "")
+        if not isinstance(title, str):
+            raise f.error(f"{where}.title", f"expected str, got {type(title).__name__}")
+        text = item.get("text")
+        if not isinstance(text, str):
+            raise f.error(
+                f"{where}.text", "missing" if text is None else f"expected str, got {type(text).__name__}"
+            )
+        out.append(Passage(str(docid), title, text))
+    return out
+
+
+def parse_tevatron(
+    obj: dict[str, Any], path: str | Path, line: int, *, require_positive: bool = True
+) -> TrainExample:
+    """Validate one Tevatron object; errors name file, line and field (``positive_passages[0].text``)."""
+    f = Fields(obj, path, line)
+    qid = f.ident("query_id")
+    query = f.text("query")
+    answers = f.str_list("answers", required=False, allow_empty=True)
+    positives = _passages(f, "positive_passages", required=True)
+    if require_positive and not positives:
+        raise f.error("positive_passages", "empty list (a training example needs a positive passage)")
+    negatives = _passages(f, "negative_passages", required=False)
+    lang = None
+    if obj.get("lang") is not None:
+        raw = f.text("lang")
+        try:
+            lang = normalize_lang(raw)
+        except KeyError as e:
+            raise f.error("lang", str(e.args[0])) from None
+    return TrainExample(qid, query, tuple(answers), tuple(positives), tuple(negatives), lang)
+
+
+def iter_tevatron(path: str | Path, *, require_positive: bool = True) -> Iterator[TrainExample]:
+    """Stream validated training examples from a Tevatron file (plain or gzip)."""
+    for lineno, obj in iter_jsonl(path):
+        yield parse_tevatron(obj, path, lineno, require_positive=require_positive)
+
+
+class TevatronFile(Sequence[TrainExample]):
+    """Random access to a Tevatron file's examples, validated once on load, kept as raw UTF-8 JSON lines in one
+    buffer (plus int64 offsets) and parsed on access: far less memory than Python objects for NQ-sized files,
+    and one object, so DataLoader workers forked from it do not copy it page by page through refcounts."""
+
+    def __init__(self, path: str | Path, *, require_positive: bool = True) -> None:
+        self.path = Path(path)
+        self.require_positive = require_positive
+        buf = bytearray()
+        offsets = [0]
+        lines: list[int] = []
+        with open_text(self.path) as f:
+            lineno = 0
+            try:
+                for lineno, line in enumerate(f, start=1):
+                    if not line.strip():
+                        continue
+                    try:
+                        obj = json.loads(line)
+                    except json.JSONDecodeError as e:
+                        raise XqgInputError(
+                            f"malformed JSON ({e.msg})", path=self.path, line=lineno
+                        ) from None
+                    if not isinstance(obj, dict):
+                        raise XqgInputError("expected a JSON object", path=self.path, line=lineno)
+                    parse_tevatron(obj, self.path, lineno, require_positive=require_positive)
+                    buf += line.encode("utf-8")
+                    offsets.append(len(buf))
+                    lines.append(lineno)
+            except (EOFError, gzip.BadGzipFile) as e:
+                raise XqgInputError(
+                    f"truncated or corrupt gzip ({e})", path=self.path, line=lineno + 1
+                ) from None
+        self._buf = bytes(buf)
+        del buf
+        self._offsets = np.asarray(offsets, dtype=np.int64)
+        self._lines = np.asarray(lines, dtype=np.int64)
+
+    def __len__(self) -> int:
+        return len(self._lines)
+
+    @overload
+    def __getitem__(self, i: int) -> TrainExample: ...
+    @overload
+    def __getitem__(self, i: slice) -> list[TrainExample]: ...
+
+    def __getitem__(self, i: int | slice) -> TrainExample | list[TrainExample]:
+        if isinstance(i, slice):
+            return [self[j] for j in range(*i.indices(len(self)))]
+        if i < 0:
+            i += len(self)
+        if not 0 <= i < len(self):
+            raise IndexError(i)
+        a, b = int(self._offsets[i]), int(self._offsets[i + 1])
+        obj = json.loads(self._buf[a:b])
+        return parse_tevatron(obj, self.path, int(self._lines[i]), require_positive=self.require_positive)
+
+
+def read_tevatron(path: str | Path, *, require_positive: bool = True) -> list[TrainExample]:
+    return list(iter_tevatron(path, require_positive=require_positive))
+
+
+def tevatron_row(ex: TrainExample) -> dict[str, Any]:
+    row: dict[str, Any] = {
+        "query_id": ex.qid,
+        "query": ex.query,
+        "answers": list(ex.answers),
+        "positive_passages": [p.to_json() for p in ex.positives],
+        "negative_passages": [p.to_json() for p in ex.negatives],
+    }
+    if ex.lang is not None:
+        row["lang"] = ex.lang
+    return row
+
+
+def write_tevatron(path: str | Path, examples: Iterable[TrainExample]) -> int:
+    """Write examples in the Tevatron format, atomically (gzip for ``.gz``, byte-identical for equal input)."""
+    return write_jsonl(path, (tevatron_row(ex) for ex in examples))

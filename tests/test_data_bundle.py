@@ -1,0 +1,121 @@
+"""load_data: every data config composes and becomes files; real data fails offline with a clear message."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+from hydra import compose, initialize_config_dir
+from omegaconf import DictConfig
+
+from xqg.data.bundle import derive_generator_pairs, guess_language, load_data
+from xqg.data.pairs import read_generator_pairs
+from xqg.data.records import Passage, TrainExample
+from xqg.data.tevatron import write_tevatron
+from xqg.data.xor import read_xor_questions
+from xqg.errors import MissingResourceError, XqgInputError
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+def _cfg(tmp_path: Path, shared: Path, *overrides: str) -> DictConfig:
+    with initialize_config_dir(config_dir=str(REPO / "conf")):
+        return compose(
+            "train",
+            overrides=[
+                f"paths.cache_dir={tmp_path / 'cache'}",
+                f"paths.shared_data_dir={shared}",
+                *overrides,
+            ],
+        )
+
+
+def test_synthetic_is_the_default(tmp_path: Path, shared_data: Path) -> None:
+    cfg = _cfg(tmp_path, shared_data, "data.world.n_entities=60")
+    assert cfg.data.name == "synthetic"
+    b = load_data(cfg.data, cfg.paths)
+    assert b.languages == ("ar", "bn", "fi", "ja", "ko", "ru", "te")
+    for attr in (
+        "corpus_path",
+        "train_path",
+        "val_path",
+        "dev_train_path",
+        "english_train_path",
+        "english_dev_train_path",
+        "dev_questions_path",
+        "test_questions_path",
+    ):
+        assert getattr(b, attr).is_file(), attr
+    assert b.dev_train_path == b.val_path
+    assert set(b.generator_pairs) == {"train", "dev"} and b.generator_pairs["train"].is_file()
+    assert read_xor_questions(b.dev_questions_path)
+    again = load_data(_cfg(tmp_path, shared_data, "data.world.n_entities=60").data, cfg.paths)
+    assert again.train_path == b.train_path  # cached world reused
+
+
+def test_evaluate_config_has_data_too(tmp_path: Path, shared_data: Path) -> None:
+    with initialize_config_dir(config_dir=str(REPO / "conf")):
+        cfg = compose("evaluate", overrides=["data=xquad_r", f"paths.shared_data_dir={shared_data}"])
+    assert cfg.data.kind == "xquad_r" and cfg.data.source == f"{shared_data}/xquad-r"
+
+
+def test_xor_tydi_and_nq_offline_messages(
+    tmp_path: Path, shared_data: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    b = load_data(_cfg(tmp_path, shared_data, "data=xor_tydi").data, _cfg(tmp_path, shared_data).paths)
+    assert len(read_xor_questions(b.dev_questions_path)) == 2110  # the shared dev file, no download
+    assert b.english_train_path is None and b.test_questions_path is None
+    with pytest.raises(
+        MissingResourceError,
+        match=r"train file is not available offline .*: download "
+        r"https://huggingface\.co/datasets/Tevatron/xor-tydi/resolve/main/\S+ and put it at ",
+    ):
+        _ = b.train_path
+    with pytest.raises(MissingResourceError, match=r"corpus file \(the XOR-Retrieve English Wikipedia"):
+        _ = b.corpus_path
+    nq = load_data(_cfg(tmp_path, shared_data, "data=nq").data, _cfg(tmp_path, shared_data).paths)
+    assert nq.name == "nq" and nq.dev_questions_path == b.dev_questions_path
+    with pytest.raises(MissingResourceError, match=r"Tevatron/wikipedia-nq/resolve/main/nq-train\.jsonl\.gz"):
+        _ = nq.english_train_path
+    # a file placed at the local path is used without any download
+    local = tmp_path / "nq-train.jsonl.gz"
+    write_tevatron(local, [TrainExample("1", "who?", ("a",), (Passage("1", "t", "a"),), ())])
+    nq2 = load_data(
+        _cfg(tmp_path, shared_data, "data=nq", f"data.files.english_train.path={local}").data,
+        _cfg(tmp_path, shared_data).paths,
+    )
+    assert nq2.english_train_path == local
+
+
+def test_files_kind_derives_generator_pairs(tmp_path: Path) -> None:
+    train = tmp_path / "train.jsonl.gz"
+    write_tevatron(
+        train,
+        [
+            TrainExample("q1", "東京の人口は？", (), (Passage("1", "Tokyo", "Tokyo has many people."),), ()),
+            TrainExample("q2", "Сколько?", (), (Passage("2", "T", "text"),), ()),
+            TrainExample("q3", "Where is it?", (), (Passage("3", "T", "text"),), ()),
+        ],
+    )
+    questions = tmp_path / "q.jsonl"
+    questions.write_text('{"id": "q2", "question": "Сколько?", "answers": ["x"], "lang": " ar"}\n')
+    data = {
+        "name": "mine",
+        "kind": "files",
+        "languages": ["ja", "ar", "fi"],
+        "files": {"train": str(train), "train_questions": str(questions)},
+        "generator_pairs": {"derive": True, "from": "train", "languages_from": "train_questions"},
+    }
+    b = load_data(data, {"cache_dir": str(tmp_path / "cache")})
+    pairs = read_generator_pairs(b.generator_pairs)
+    # q1 by script (Japanese), q2 from the raw questions (" ar"), q3 Latin -> Finnish among ja/ar/fi
+    assert [(p.docid, p.lang) for p in pairs] == [("1", "ja"), ("2", "ar"), ("3", "fi")]
+    assert (
+        derive_generator_pairs(train, questions, tmp_path / "cache", ["ja", "ar", "fi"]) == b.generator_pairs
+    )
+    assert guess_language("서울은 어디?") == "ko"
+    with pytest.raises(XqgInputError, match=r"field 'data\.files': unknown data file key"):
+        load_data({"kind": "files", "files": {"trian": "x"}}, {"cache_dir": str(tmp_path)})
+    with pytest.raises(XqgInputError, match=r"field 'data\.kind'"):
+        load_data({"kind": "nope"}, {"cache_dir": str(tmp_path)})
