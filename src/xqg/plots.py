@@ -1,0 +1,211 @@
+"""Paper-style sweep plots (PNG): R@kt against alpha and against n, one line per language plus the macro
+average; and the baseline-vs-+xQG table (rendered by :func:`xqg.report.paper_table`, not re-implemented here).
+
+Input: trial records (``xqg.sweep.write_trial_record``): ``{"params": {"alpha", "n", ...}, "metrics":
+{"R@2kt": {"ar": .., ..., "macro": .., "count": {..}}, ...}, "markers": {...}, "baseline": {...}}``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+from xqg.metrics import lang_order
+
+MACRO = "macro"
+
+
+def _languages(records: Sequence[Mapping[str, Any]], metric: str) -> list[str]:
+    langs: set[str] = set()
+    for r in records:
+        langs.update(k for k in r["metrics"].get(metric, {}) if k not in (MACRO, "count"))
+    return lang_order(langs)
+
+
+def _is_baseline(params: Mapping[str, Any]) -> bool:
+    return not params.get("enabled", True) or float(params.get("alpha") or 0.0) == 0.0
+
+
+def _matches(params: Mapping[str, Any], fixed: Mapping[str, Any]) -> bool:
+    for k, v in fixed.items():
+        if k == "n" and _is_baseline(params):
+            continue  # alpha = 0 does not depend on n: it is the baseline point of every n
+        pv = params.get(k)
+        if isinstance(v, float) or isinstance(pv, float):
+            if pv is None or abs(float(pv) - float(v)) > 1e-12:
+                return False
+        elif pv != v:
+            return False
+    return True
+
+
+def curve(
+    records: Sequence[Mapping[str, Any]], param: str, metric: str, fixed: Mapping[str, Any] | None = None
+) -> dict[str, list[tuple[float, float]]]:
+    """``{lang or 'macro': [(x, R@kt), ...]}`` sorted by x, over the records matching ``fixed``; repeated x
+    (the same setting run twice) are averaged. With ``fixed=None`` and several values of the other
+    parameters at one x, each x keeps its best-macro record (e.g. "best alpha for each n")."""
+    chosen: dict[float, list[Mapping[str, Any]]] = {}
+    for r in records:
+        if metric not in r["metrics"]:
+            continue
+        params = r["params"]
+        if fixed is not None and not _matches(params, fixed):
+            continue
+        x = 0.0 if param == "alpha" and _is_baseline(params) else params.get(param)
+        if x is None:
+            continue
+        chosen.setdefault(float(x), []).append(r)
+    out: dict[str, list[tuple[float, float]]] = {}
+    for x in sorted(chosen):
+        group = chosen[x]
+        if fixed is None:
+            group = [max(group, key=lambda r: float(r["metrics"][metric][MACRO]))]
+        for key in [*_languages(group, metric), MACRO]:
+            vals = [float(r["metrics"][metric][key]) for r in group if key in r["metrics"][metric]]
+            if vals:
+                out.setdefault(key, []).append((x, sum(vals) / len(vals)))
+    return out
+
+
+def plot_curve(
+    lines: Mapping[str, Sequence[tuple[float, float]]],
+    out_path: str | Path,
+    *,
+    xlabel: str,
+    ylabel: str,
+    title: str = "",
+    integer_x: bool = False,
+) -> Path:
+    """One line per language, the macro average thick and black, saved as PNG."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(6.4, 4.2))
+    for key, pts in lines.items():
+        xs, ys = zip(*pts, strict=True) if pts else ((), ())
+        if key == MACRO:
+            ax.plot(xs, ys, "k-o", linewidth=2.5, label="macro", zorder=3)
+        else:
+            ax.plot(xs, ys, "-o", linewidth=1.2, markersize=3.5, label=key)
+    ax.set_xlabel(xlabel)
+    ax.set_ylabel(ylabel)
+    if title:
+        ax.set_title(title)
+    if integer_x:
+        ax.xaxis.get_major_locator().set_params(integer=True)
+    ax.grid(alpha=0.3)
+    ax.legend(ncol=4, fontsize=8)
+    out = Path(out_path)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(out, dpi=120, bbox_inches="tight")
+    plt.close(fig)
+    return out
+
+
+def _best_params(records: Sequence[Mapping[str, Any]], metric: str) -> dict[str, Any]:
+    return dict(
+        max(records, key=lambda r: float(r["metrics"].get(metric, {}).get(MACRO, float("-inf"))))["params"]
+    )
+
+
+def paper_plots(
+    records: Sequence[Mapping[str, Any]],
+    out_dir: str | Path,
+    *,
+    metrics: Sequence[str] = ("R@2kt", "R@5kt"),
+    best: Mapping[str, Any] | None = None,
+) -> dict[str, str]:
+    """``<metric>_vs_alpha.png`` (at the best n) and ``<metric>_vs_n.png`` (at the best alpha when that alpha
+    was run with 2 or more n, as in a grid; otherwise the best alpha for each n) per metric."""
+    out = Path(out_dir)
+    written: dict[str, str] = {}
+    for metric in metrics:
+        if not any(metric in r["metrics"] for r in records):
+            continue
+        b = dict(best) if best else _best_params(records, metric)
+        tag = metric.replace("@", "").lower()
+        n_best = b.get("augmentation.n", b.get("n"))
+        a_best = b.get("augmentation.alpha", b.get("alpha"))
+        lines = curve(records, "alpha", metric, {"n": n_best} if n_best is not None else None)
+        if lines.get(MACRO) and len(lines[MACRO]) >= 1:
+            title = f"{metric} vs alpha" + (f" (n = {n_best})" if n_best is not None else "")
+            written[f"{tag}_vs_alpha"] = str(
+                plot_curve(lines, out / f"{tag}_vs_alpha.png", xlabel="alpha", ylabel=metric, title=title)
+            )
+        lines = curve(records, "n", metric, {"alpha": float(a_best)} if a_best is not None else None)
+        title = f"{metric} vs n" + (f" (alpha = {float(a_best):g})" if a_best is not None else "")
+        if len(lines.get(MACRO, [])) < 2:
+            lines = curve(records, "n", metric, None)
+            title = f"{metric} vs n (best alpha for each n)"
+        if lines.get(MACRO):
+            written[f"{tag}_vs_n"] = str(
+                plot_curve(
+                    lines,
+                    out / f"{tag}_vs_n.png",
+                    xlabel="n (queries per language)",
+                    ylabel=metric,
+                    title=title,
+                    integer_x=True,
+                )
+            )
+    return written
+
+
+def xqg_table(
+    baseline: Mapping[str, Any],
+    augmented: Mapping[str, Any],
+    *,
+    markers: Mapping[str, Mapping[str, str]] | Mapping[tuple[str, str], str] | None = None,
+    names: tuple[str, str] = ("xDR", "+xQG"),
+    fmt: str = "text",
+    decimals: int = 2,
+    footnotes: Sequence[str] = (),
+) -> str:
+    """The paper's table, baseline row then +xQG row per metric, significance markers on the +xQG cells.
+
+    ``markers``: ``{metric: {lang or 'macro': '†'}}`` (as in trial records) or ``{(metric, lang): '†'}`` (as
+    :meth:`xqg.significance.Comparison.marker_map` returns)."""
+    from xqg.report import paper_table
+
+    flat: dict[tuple[str, str], str] = {}
+    for k, v in (markers or {}).items():
+        if isinstance(k, tuple):
+            flat[k] = str(v)
+        else:
+            flat.update({(str(k), str(lang)): str(mk) for lang, mk in v.items()})  # type: ignore[union-attr]
+    return paper_table(
+        {names[0]: baseline, names[1]: augmented},
+        markers={names[1]: flat},
+        fmt=fmt,
+        decimals=decimals,
+        footnotes=footnotes,
+    )
+
+
+def best_vs_baseline_table(
+    records: Sequence[Mapping[str, Any]], best: Mapping[str, Any] | None, fmt: str = "text"
+) -> str | None:
+    """Table of the best trial against alpha = 0 (its own ``baseline`` metrics, else an alpha = 0 trial);
+    None when the records hold no baseline or no best trial."""
+    if not records:
+        return None
+    b = {k.removeprefix("augmentation."): v for k, v in (best or {}).items()}
+    cands = [r for r in records if b and _matches(r["params"], b) and not _is_baseline(r["params"])]
+    if not cands:
+        return None
+    top = cands[0]
+    base = top.get("baseline") or next((r["metrics"] for r in records if _is_baseline(r["params"])), None)
+    if base is None:
+        return None
+    p = top["params"]
+    name = f"+xQG (alpha={float(p.get('alpha', 0)):g}, n={p.get('n')})"
+    notes = (
+        ["† / ‡: significant vs alpha = 0 (paired t-test / randomisation test)"] if top.get("markers") else []
+    )
+    return xqg_table(
+        base, top["metrics"], markers=top.get("markers"), names=("xDR", name), fmt=fmt, footnotes=notes
+    )

@@ -1,0 +1,58 @@
+"""Paper-style curves and the baseline-vs-+xQG table from trial records."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from xqg.plots import best_vs_baseline_table, curve, paper_plots, xqg_table
+
+
+def _rec(alpha: float, n: int, ar: float, ja: float, **extra: object) -> dict:
+    m = {"ar": ar, "ja": ja, "macro": (ar + ja) / 2, "count": {"ar": 3, "ja": 4}}
+    return {"params": {"enabled": True, "alpha": alpha, "n": n}, "metrics": {"R@2kt": m}, **extra}
+
+
+GRID = [
+    _rec(0.0, 1, 40.0, 30.0),
+    _rec(0.0, 2, 40.0, 30.0),
+    _rec(0.01, 1, 42.0, 31.0),
+    _rec(0.01, 2, 44.0, 29.0, markers={"R@2kt": {"ar": "†", "macro": "‡"}}),
+    _rec(0.05, 1, 41.0, 28.0),
+    _rec(0.05, 2, 43.0, 27.0),
+]
+
+
+def test_curves_follow_the_records() -> None:
+    lines = curve(GRID, "alpha", "R@2kt", {"n": 2})
+    assert lines["ar"] == [(0.0, 40.0), (0.01, 44.0), (0.05, 43.0)]
+    assert lines["macro"] == [(0.0, 35.0), (0.01, 36.5), (0.05, 35.0)]
+    # alpha = 0 is the baseline of every n
+    assert curve(GRID, "alpha", "R@2kt", {"n": 1})["ja"][0] == (0.0, 30.0)
+    by_n = curve(GRID, "n", "R@2kt", {"alpha": 0.01})
+    assert by_n["ja"] == [(1.0, 31.0), (2.0, 29.0)]
+    # no fixed alpha: best-macro record for each n
+    assert curve(GRID, "n", "R@2kt", None)["macro"] == [(1.0, 36.5), (2.0, 36.5)]
+
+
+def test_paper_plots_and_table(tmp_path: Path) -> None:
+    files = paper_plots(
+        GRID, tmp_path, metrics=("R@2kt", "R@5kt"), best={"augmentation.alpha": 0.01, "augmentation.n": 2}
+    )
+    assert set(files) == {"r2kt_vs_alpha", "r2kt_vs_n"}
+    for f in files.values():
+        assert Path(f).read_bytes()[:4] == b"\x89PNG"
+    table = best_vs_baseline_table(GRID, {"augmentation.alpha": 0.01, "augmentation.n": 2}, fmt="markdown")
+    assert table is not None
+    lines = table.splitlines()
+    assert "| xDR | R@2kt | 40.00 | 30.00 | 35.00 |" in lines
+    assert "| +xQG (alpha=0.01, n=2) | R@2kt | 44.00† | 29.00 | 36.50‡ |" in lines
+    assert (
+        best_vs_baseline_table(GRID[2:], {"augmentation.alpha": 0.01, "augmentation.n": 2}) is None
+    )  # no baseline
+    # markers in Comparison.marker_map form are accepted too
+    t2 = xqg_table(GRID[0]["metrics"], GRID[3]["metrics"], markers={("R@2kt", "ja"): "†"})
+    assert "29.00†" in t2 and "44.00†" not in t2
+    with pytest.raises(ValueError):
+        xqg_table(GRID[0]["metrics"], GRID[3]["metrics"], fmt="html")

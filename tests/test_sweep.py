@@ -1,0 +1,273 @@
+"""Sweep helpers: tune/report split, objective, study report; the sweeps/ configs through Hydra + Optuna + SQLite."""
+
+from __future__ import annotations
+
+import csv
+import json
+import sqlite3
+import subprocess
+import sys
+import textwrap
+from pathlib import Path
+
+import optuna
+import pytest
+from hydra import compose, initialize_config_dir
+
+from xqg.errors import XqgInputError
+from xqg.sweep import (
+    load_trial_records,
+    objective_value,
+    split_from_config,
+    split_of,
+    split_questions,
+    write_study_report,
+    write_trial_record,
+)
+
+REPO = Path(__file__).resolve().parents[1]
+METRICS = {
+    "R@2kt": {"ar": 40.0, "ja": 30.0, "macro": 35.0, "count": {"ar": 10, "ja": 10}},
+    "R@5kt": {"ar": 50.0, "ja": 44.0, "macro": 47.0, "count": {"ar": 10, "ja": 10}},
+}
+
+
+def test_split_is_deterministic_disjoint_and_balanced() -> None:
+    qids = [f"-{i * 7919 % 100003}x{i}" for i in range(2110)]
+    tune = split_questions(qids, "tune")
+    report = split_questions(qids, "report")
+    assert set(tune).isdisjoint(report) and sorted(tune + report) == sorted(qids)
+    assert 0.45 < len(tune) / len(qids) < 0.55
+    # order- and neighbour-independent, same on every call; another salt gives another split
+    assert split_questions(list(reversed(qids)), "tune") == list(reversed(tune))
+    assert split_questions(qids[:100], "tune") == [q for q in tune if q in set(qids[:100])]
+    assert split_questions(qids, "tune", salt="other") != tune
+    assert split_of(qids[0]) == split_of(qids[0])
+    assert split_questions(qids, None) == qids
+    with pytest.raises(XqgInputError, match="tune_split"):
+        split_questions(qids, "dev")
+
+    # objects with .qid and config-driven use
+    class Q:
+        def __init__(self, qid: str) -> None:
+            self.qid = qid
+
+    objs = [Q(q) for q in qids[:50]]
+    got = split_from_config(objs, {"tune_split": "report", "split_salt": "xqg-tune-split"})
+    assert [o.qid for o in got] == [q for q in qids[:50] if q in set(report)]
+
+
+def test_objective_value_variants() -> None:
+    assert objective_value(METRICS) == 35.0
+    assert objective_value(METRICS, "R@5kt") == 47.0
+    assert objective_value(METRICS, "R@2kt/ja") == 30.0
+    assert objective_value(METRICS, {"R@2kt": 0.5, "R@5kt": 0.5}) == pytest.approx(41.0)
+    assert objective_value(METRICS, ["R@2kt", "R@5kt"]) == [35.0, 47.0]
+    with pytest.raises(XqgInputError, match="R@20kt"):
+        objective_value(METRICS, "R@20kt")
+    with pytest.raises(XqgInputError, match="'te'"):
+        objective_value(METRICS, "R@2kt/te")
+
+
+def _toy_study(values: list[tuple[float, int, float]], storage: str | None = None) -> optuna.Study:
+    study = optuna.create_study(direction="maximize", storage=storage, study_name="toy")
+    for alpha, n, _v in values:
+        study.enqueue_trial({"augmentation.alpha": alpha, "augmentation.n": n})
+    for alpha, n, v in values:
+        t = study.ask(
+            {
+                "augmentation.alpha": optuna.distributions.FloatDistribution(0.0, 0.1),
+                "augmentation.n": optuna.distributions.IntDistribution(1, 5),
+            }
+        )
+        assert t.params == {"augmentation.alpha": alpha, "augmentation.n": n}
+        study.tell(t, v)
+    return study
+
+
+def test_study_report_and_importance_fallback(tmp_path: Path) -> None:
+    optuna.logging.set_verbosity(optuna.logging.WARNING)
+    study = _toy_study([(0.0, 1, 30.0), (0.01, 2, 33.0), (0.05, 3, 31.0), (0.02, 5, 32.0)])
+    summary = write_study_report(study, tmp_path / "s")
+    assert summary["best_params"] == {"augmentation.alpha": 0.01, "augmentation.n": 2}
+    assert summary["best_value"] == 33.0 and summary["states"] == {"COMPLETE": 4}
+    rows = list(csv.DictReader((tmp_path / "s" / "trials.csv").open()))
+    assert [r["value"] for r in rows] == ["30.0", "33.0", "31.0", "32.0"]
+    for name in ("optuna_importance.png", "optuna_slice.png"):
+        assert (tmp_path / "s" / name).read_bytes()[:4] == b"\x89PNG"
+    assert json.loads((tmp_path / "s" / "study_summary.json").read_text())["best_value"] == 33.0
+    # one trial: importance cannot be computed -> said so, the rest still written
+    single = _toy_study([(0.01, 2, 33.0)])
+    s2 = write_study_report(single, tmp_path / "one")
+    assert s2["files"]["optuna_importance"].startswith("skipped:")
+    assert (tmp_path / "one" / "optuna_slice.png").exists()
+
+
+def test_trial_records_roundtrip(tmp_path: Path) -> None:
+    write_trial_record(tmp_path / "0", {"enabled": False, "alpha": 0.05, "n": 3}, METRICS)
+    write_trial_record(
+        tmp_path / "1",
+        {"enabled": True, "alpha": 0.01, "n": 2, "other": 1},
+        METRICS,
+        objective=35.0,
+        markers={"R@2kt": {"ar": "†"}},
+    )
+    recs = load_trial_records(tmp_path)
+    assert [r["params"] for r in recs] == [
+        {"enabled": False, "alpha": 0.0, "n": 3},
+        {"enabled": True, "alpha": 0.01, "n": 2},
+    ]
+    assert recs[1]["markers"] == {"R@2kt": {"ar": "†"}} and recs[1]["objective_names"] == ["R@2kt"]
+
+
+def test_sweep_configs_compose_with_evaluate() -> None:
+    from omegaconf import OmegaConf
+
+    with initialize_config_dir(config_dir=str(REPO / "conf"), version_base="1.3"):
+        for name, sampler in [
+            ("alpha_n", "TPESampler"),
+            ("alpha_log_n", "TPESampler"),
+            ("alpha_n_multi", "TPESampler"),
+            ("grid_paper", "GridSampler"),
+        ]:
+            cfg = compose("evaluate", overrides=[f"sweep={name}"], return_hydra_config=True)
+            sw = cfg.hydra.sweeper
+            assert sw._target_.endswith("OptunaSweeper") and sw.sampler._target_.endswith(sampler)
+            assert sw.storage.startswith("sqlite:///") and sw.storage.endswith("/optuna.db")
+            assert set(sw.params) == {"augmentation.alpha", "augmentation.n"}
+            assert "xqg_study_report" in cfg.hydra.callbacks
+            assert sw.sampler.seed == cfg.seed == 42  # seeded sampler
+            assert cfg.augmentation.enabled is True
+            objective = OmegaConf.to_container(cfg.retrieval, resolve=False)["objective"]
+            if name == "alpha_n_multi":
+                assert objective == ["R@2kt", "R@5kt"] and list(sw.direction) == ["maximize", "maximize"]
+            else:
+                assert objective == "R@2kt" and sw.direction == "maximize"
+
+
+TOY_APP = textwrap.dedent(
+    """
+    import hydra
+    from omegaconf import DictConfig
+    from xqg.sweep import objective_value, write_trial_record
+
+    @hydra.main(version_base="1.3", config_path="conf", config_name="toy")
+    def main(cfg: DictConfig):
+        a, n = float(cfg.augmentation.alpha), int(cfg.augmentation.n)
+        per = {"ar": 40 + 300 * a - 3000 * a * a + n, "ja": 30 - 50 * a + 0.5 * n}
+        metrics = {m: {**{k: v + off for k, v in per.items()}, "macro": sum(per.values()) / 2 + off}
+                   for m, off in (("R@2kt", 0.0), ("R@5kt", 8.0))}
+        value = objective_value(metrics, cfg.retrieval.objective)
+        write_trial_record(hydra.core.hydra_config.HydraConfig.get().runtime.output_dir,
+                           cfg.augmentation, metrics, objective=value)
+        return value
+
+    if __name__ == "__main__":
+        main()
+    """
+)
+TOY_CONF = textwrap.dedent(
+    """
+    defaults:
+      - _self_
+      - augmentation: none
+      - sweep: null
+    seed: 7
+    retrieval:
+      objective: R@2kt
+    """
+)
+
+
+@pytest.fixture
+def toy_app(tmp_path: Path) -> Path:
+    app = tmp_path / "app"
+    (app / "conf").mkdir(parents=True)
+    (app / "toy.py").write_text(TOY_APP)
+    (app / "conf" / "toy.yaml").write_text(TOY_CONF)
+    (app / "conf" / "sweep").symlink_to(REPO / "sweeps")  # the real sweep definitions
+    (app / "conf" / "augmentation").symlink_to(REPO / "conf" / "augmentation")
+    return app
+
+
+def _multirun(app: Path, *overrides: str) -> subprocess.CompletedProcess[str]:
+    proc = subprocess.run(
+        [sys.executable, str(app / "toy.py"), "-m", *overrides],
+        capture_output=True,
+        text=True,
+        cwd=app.parent,
+        timeout=120,
+    )
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    return proc
+
+
+def _trials(db: Path) -> list[tuple[int, str]]:
+    with sqlite3.connect(db) as con:
+        return con.execute("select number, state from trials order by number").fetchall()
+
+
+def test_optuna_sweep_through_hydra_sqlite_and_resume(toy_app: Path, tmp_path: Path) -> None:
+    d1, d2 = tmp_path / "sweep1", tmp_path / "sweep2"
+    _multirun(toy_app, "sweep=alpha_n", "hydra.sweeper.n_trials=3", f"hydra.sweep.dir={d1}")
+    assert _trials(d1 / "optuna.db") == [(0, "COMPLETE"), (1, "COMPLETE"), (2, "COMPLETE")]
+    recs = load_trial_records(d1)
+    assert len(recs) == 3 and all(
+        r["params"]["enabled"] and r["params"]["tune_split"] == "tune" for r in recs
+    )
+    assert all(0.0 <= r["params"]["alpha"] <= 0.1 and 1 <= r["params"]["n"] <= 5 for r in recs)
+    summary = json.loads((d1 / "study" / "study_summary.json").read_text())
+    best = max(recs, key=lambda r: r["objective"])
+    assert summary["best_value"] == pytest.approx(best["objective"])
+    assert summary["best_params"] == {
+        "augmentation.alpha": best["params"]["alpha"],
+        "augmentation.n": best["params"]["n"],
+    }
+    for png in ("optuna_importance", "optuna_slice", "r2kt_vs_alpha", "r2kt_vs_n", "r5kt_vs_alpha"):
+        assert (d1 / "study" / f"{png}.png").read_bytes()[:4] == b"\x89PNG", png
+    # resume: a second run on the same storage (new run folder) continues the study
+    _multirun(
+        toy_app,
+        "sweep=alpha_n",
+        "hydra.sweeper.n_trials=2",
+        f"hydra.sweep.dir={d2}",
+        f"hydra.sweeper.storage=sqlite:///{d1}/optuna.db",
+    )
+    assert len(_trials(d1 / "optuna.db")) == 5 and not (d2 / "optuna.db").exists()
+    s2 = json.loads((d2 / "study" / "study_summary.json").read_text())
+    assert s2["trials"] == 5
+    assert len(list(csv.DictReader((d2 / "study" / "trials.csv").open()))) == 5
+
+
+def test_grid_sweep_reproduces_paper_style_figures(toy_app: Path, tmp_path: Path) -> None:
+    d = tmp_path / "grid"
+    _multirun(
+        toy_app,
+        "sweep=grid_paper",
+        f"hydra.sweep.dir={d}",
+        "augmentation.alpha=choice(0.0,0.01,0.05)",
+        "augmentation.n=range(1,3)",
+    )
+    recs = load_trial_records(d)
+    got = sorted((r["params"]["alpha"], r["params"]["n"]) for r in recs)
+    assert got == [(a, n) for a in (0.0, 0.01, 0.05) for n in (1, 2)]
+    assert all(r["params"]["tune_split"] is None for r in recs)
+    summary = json.loads((d / "study" / "study_summary.json").read_text())
+    assert summary["trials"] == 6 and summary["best_params"]["augmentation.n"] == 2
+    assert (d / "study" / "r2kt_vs_n.png").exists() and (d / "study" / "table.md").exists()
+    assert "+xQG (alpha=0.05, n=2)" in (d / "study" / "table.md").read_text()
+
+
+def test_multi_objective_study_report(tmp_path: Path) -> None:
+    optuna.logging.set_verbosity(optuna.logging.WARNING)
+    study = optuna.create_study(
+        directions=["maximize", "maximize"], sampler=optuna.samplers.RandomSampler(seed=0)
+    )
+    study.optimize(lambda t: (t.suggest_float("a", 0, 0.1), -t.suggest_int("n", 1, 5) * 1.0), n_trials=4)
+    summary = write_study_report(study, tmp_path, objective_spec=["R@2kt", "R@5kt"])
+    assert summary["objectives"] == ["R@2kt", "R@5kt"] and summary["pareto_front"]
+    assert "best_params" not in summary
+    for name in ("optuna_importance_0", "optuna_importance_1", "optuna_slice_0", "optuna_slice_1"):
+        assert (tmp_path / f"{name}.png").exists(), name
+    header = (tmp_path / "trials.csv").read_text().splitlines()[0]
+    assert header.startswith("number,state,value_0,value_1,a,n")
