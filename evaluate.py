@@ -4,7 +4,8 @@ import hydra
 from omegaconf import DictConfig
 
 
-@hydra.main(version_base="1.3", config_path="conf", config_name="evaluate")
+# No version_base: Hydra 1.4 fixes the 1.3+ defaults and warns (Hydra15MigrationWarning) whenever it is passed.
+@hydra.main(config_path="conf", config_name="evaluate")
 def main(cfg: DictConfig) -> float | None:
     from xqg.entrypoints import evaluate
 

@@ -269,7 +269,7 @@ def test_evaluate_py_scores_files_and_writes_results_json(small_world, shared_da
     assert len(results) == 1
     got = json.loads(results[0].read_text())
     assert set(got) == {"R@1kt", "R@2kt", "compare", "significance"}
-    # no warnings from Hydra about this config (the version_base deprecation comes from evaluate.py itself)
+    # no warnings at all from Hydra or this config (not even the version_base deprecation)
     stderr = [x for x in proc.stderr.splitlines() if x.strip()]
-    stray = [x for x in stderr if "Warning" in x and "Hydra15MigrationWarning" not in x]
+    stray = [x for x in stderr if "Warning" in x]
     assert not stray, proc.stderr

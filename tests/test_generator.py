@@ -27,7 +27,7 @@ NON_LATIN = [code for code in XOR_LANGUAGES if code != "fi"]
 
 
 def compose_cfg(cache: Path, *overrides: str):
-    with initialize_config_dir(config_dir=str(CONF), version_base="1.3"):
+    with initialize_config_dir(config_dir=str(CONF)):
         return compose(
             config_name="train",
             overrides=[

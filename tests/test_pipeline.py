@@ -35,7 +35,7 @@ def _one_torch_thread() -> Iterator[None]:
 
 
 def _compose(cache: Path, out: Path, *overrides: str) -> DictConfig:
-    with initialize_config_dir(config_dir=str(REPO / "conf"), version_base="1.3"):
+    with initialize_config_dir(config_dir=str(REPO / "conf")):
         return compose(
             "evaluate",
             overrides=[

@@ -200,7 +200,7 @@ def test_linear_warmup_then_decay() -> None:
 
 # -- Hydra ----------------------------------------------------------------------------------------------------------
 def _compose(overrides: list[str], name: str = "train") -> DictConfig:
-    with initialize_config_dir(config_dir=str(CONF), version_base=None):
+    with initialize_config_dir(config_dir=str(CONF)):
         return compose(name, overrides=overrides)
 
 

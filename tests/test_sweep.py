@@ -123,7 +123,7 @@ def test_trial_records_roundtrip(tmp_path: Path) -> None:
 def test_sweep_configs_compose_with_evaluate() -> None:
     from omegaconf import OmegaConf
 
-    with initialize_config_dir(config_dir=str(REPO / "conf"), version_base="1.3"):
+    with initialize_config_dir(config_dir=str(REPO / "conf")):
         for name, sampler in [
             ("alpha_n", "TPESampler"),
             ("alpha_log_n", "TPESampler"),
@@ -151,7 +151,7 @@ TOY_APP = textwrap.dedent(
     from omegaconf import DictConfig
     from xqg.sweep import objective_value, write_trial_record
 
-    @hydra.main(version_base="1.3", config_path="conf", config_name="toy")
+    @hydra.main(config_path="conf", config_name="toy")
     def main(cfg: DictConfig):
         a, n = float(cfg.augmentation.alpha), int(cfg.augmentation.n)
         per = {"ar": 40 + 300 * a - 3000 * a * a + n, "ja": 30 - 50 * a + 0.5 * n}

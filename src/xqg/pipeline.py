@@ -1,12 +1,16 @@
-"""``evaluate.py``: retriever checkpoint -> passage and query embeddings -> exact search -> run -> R@kt.
+"""``evaluate.py``: retriever checkpoint -> passage and query embeddings -> exact search -> run -> R@kt, and the
+same with xQG-augmented passages, compared with paired significance tests.
 
 One small function per stage, each reusing its cached artifact when the fingerprint matches:
 
     data -> checkpoint (given, or trained/reused by ``train_or_load``) -> passage embeddings -> query embeddings
-         -> search -> run files -> score -> report (table, results.json, W&B) -> objective
+         -> [xQG: generated queries -> prefix sums of their embeddings -> fusion transform]
+         -> search (cached run) -> run files -> score -> report (table, results.json, trial.json, W&B) -> objective
 
 xQG plugs in between the embeddings and the search: :func:`search_run` takes a chunk ``transform`` that fuses
-each block of passage embeddings with its generated-query sums before it is indexed.
+each block of passage embeddings with its generated-query sums before it is indexed, so a sweep trial that
+changes alpha or n re-encodes nothing; the baseline (no fusion) run is cached and re-scored from the warm token
+cache, so every trial reports its significance against alpha = 0 at little cost.
 """
 
 from __future__ import annotations
@@ -18,7 +22,7 @@ from typing import Any
 
 from omegaconf import DictConfig
 
-from xqg.artifacts import atomic_write_json
+from xqg.artifacts import ArtifactDir, atomic_write_json, fingerprint
 from xqg.encode import EmbeddingStore, Retriever, encode_corpus, encode_queries, resolve_device
 from xqg.errors import XqgInputError
 from xqg.index import SearchResult, Transform, search
@@ -26,6 +30,9 @@ from xqg.index import SearchResult, Transform, search
 log = logging.getLogger(__name__)
 Run = dict[str, list[tuple[str, float]]]
 RUN_FILES = {"tevatron": "run.tsv", "trec": "run.trec"}
+RUNS_KIND = "runs"
+RUNS_CODE_VERSION = "1"
+BASELINE, XQG = "xDR", "+xQG"
 
 
 @dataclass
@@ -93,16 +100,60 @@ def encode_questions(cfg: DictConfig, retriever: Retriever, questions: list[Any]
 
 
 def search_run(cfg: DictConfig, inputs: Inputs, transform: Transform | None = None) -> Run:
-    """Exact top-``retrieval.depth`` search; ``transform`` rewrites each passage block before indexing."""
+    """Exact top-``retrieval.depth`` search for ``inputs.questions``; ``transform`` rewrites each passage block
+    before indexing."""
+    all_ids = list(inputs.queries.ids)
+    wanted = {q.qid for q in inputs.questions}
+    rows = [i for i, qid in enumerate(all_ids) if qid in wanted]
+    matrix = inputs.queries.load()
+    if len(rows) != len(all_ids):
+        matrix = matrix[rows]
     result: SearchResult = search(
-        inputs.queries.load(),
+        matrix,
         inputs.passages,
         int(cfg.retrieval.depth),
         transform=transform,
         chunk_rows=int(cfg.retrieval.search_chunk_rows),
         device=str(cfg.retrieval.device),
     )
-    return result.to_run(list(inputs.queries.ids))
+    return result.to_run([all_ids[i] for i in rows])
+
+
+def cached_search(
+    cfg: DictConfig,
+    inputs: Inputs,
+    transform: Transform | None = None,
+    fusion: dict[str, Any] | None = None,
+    extra_inputs: dict[str, str] | None = None,
+) -> Run:
+    """:func:`search_run`, remembered as a run file in ``<cache>/runs/<fp>/`` (fp: embeddings, questions, depth
+    and the fusion settings), so the baseline is searched once for a whole sweep and a repeated trial is free."""
+    from xqg.runs import read_run, write_run
+
+    art = ArtifactDir.for_spec(
+        cfg.paths.cache_dir,
+        RUNS_KIND,
+        config={
+            "depth": int(cfg.retrieval.depth),
+            "fusion": fusion,
+            "questions": fingerprint(sorted(q.qid for q in inputs.questions)),
+        },
+        inputs={
+            "passages": str(inputs.passages.fingerprint),
+            "queries": str(inputs.queries.fingerprint),
+            **(extra_inputs or {}),
+        },
+        code_version=RUNS_CODE_VERSION,
+    )
+    path = art.path / "run.tsv"
+    if art.complete:
+        log.info("reusing cached run %s", path)
+        return read_run(path)
+    ranked = search_run(cfg, inputs, transform)
+    art.begin()
+    write_run(path, ranked, fmt="tevatron")
+    art.finalize(counts={"queries": len(ranked), "depth": int(cfg.retrieval.depth)})
+    return ranked
 
 
 def write_runs(cfg: DictConfig, run: Run, out_dir: Path) -> dict[str, str]:
@@ -141,30 +192,63 @@ def score(cfg: DictConfig, inputs: Inputs, run: Run) -> Any:
     )
 
 
-def objective(cfg: DictConfig, result: Any) -> float:
-    """Macro of the metric named by ``retrieval.objective`` (``R@2kt`` by default): what sweeps maximise."""
-    name = str(cfg.retrieval.objective)
-    for k, value in result.macro.items():
-        if f"R@{k}kt" == name:
-            return float(value)
-    raise XqgInputError(
-        f"{name!r} is not among the computed metrics {list(result.to_json())}", field="retrieval.objective"
+def compare_to_baseline(cfg: DictConfig, baseline: Any, result: Any) -> Any:
+    """Paired t-test and randomisation test of +xQG against the baseline, per language and macro."""
+    from xqg.scoring import options_from_config
+    from xqg.significance import compare
+
+    o = options_from_config(cfg.metrics)
+    return compare(
+        baseline,
+        result,
+        tests=o.tests,
+        permutations=o.permutations,
+        seed=o.seed,
+        alpha=o.alpha,
+        name_a=BASELINE,
+        name_b=XQG,
+    )
+
+
+def results_table(cfg: DictConfig, result: Any, baseline: Any = None, comparison: Any = None) -> str:
+    """The paper's table: the system alone, or baseline and +xQG rows with significance markers."""
+    from xqg.report import paper_table, significance_footnotes
+
+    decimals = int(cfg.metrics.get("decimals", 2))
+    if comparison is None:
+        return result.table(name=str(cfg.retrieval.name), decimals=decimals)
+    return paper_table(
+        {BASELINE: baseline.to_json(), XQG: result.to_json()},
+        markers={XQG: comparison.marker_map()},
+        decimals=decimals,
+        footnotes=significance_footnotes(comparison.alpha, BASELINE, list(cfg.metrics.significance.tests)),
     )
 
 
 def report(
-    cfg: DictConfig, inputs: Inputs, result: Any, out_dir: Path, extra: dict[str, Any]
+    cfg: DictConfig,
+    inputs: Inputs,
+    result: Any,
+    out_dir: Path,
+    extra: dict[str, Any],
+    baseline: Any = None,
+    comparison: Any = None,
 ) -> dict[str, Any]:
-    """Print the per-language table, write ``results.json`` into the run folder, log to W&B."""
+    """Print the per-language table, write ``results.json`` (and ``trial.json`` for sweep reports) into the run
+    folder, log metrics, the baseline and p-values to W&B."""
+    from xqg.sweep import objective_value, write_trial_record
     from xqg.tracking import start_run
 
     metrics = result.to_json()
-    print(result.table(name=str(cfg.retrieval.name), decimals=int(cfg.metrics.get("decimals", 2))))
+    print(results_table(cfg, result, baseline, comparison))
     for note in result.notes():
         print(note)
+    value = objective_value(metrics, _plain(cfg.retrieval.objective))
+    aug = _plain(cfg.get("augmentation") or {"enabled": False})
     summary = {
         "metrics": result.to_json(details=bool(cfg.metrics.get("details", False))),
-        "objective": {"name": str(cfg.retrieval.objective), "value": objective(cfg, result)},
+        "objective": {"name": _plain(cfg.retrieval.objective), "value": value},
+        "augmentation": aug,
         "depth": int(cfg.retrieval.depth),
         "split": str(cfg.retrieval.split),
         "questions": len(inputs.questions),
@@ -175,12 +259,33 @@ def report(
         },
         **extra,
     }
+    if baseline is not None and comparison is not None:
+        summary["baseline"] = baseline.to_json()
+        summary["significance"] = comparison.to_json()
     atomic_write_json(out_dir / "results.json", summary)
+    write_trial_record(
+        out_dir,
+        aug,
+        metrics,
+        objective=value,
+        objective_spec=_plain(cfg.retrieval.objective),
+        markers=_markers_json(comparison),
+        baseline=baseline.to_json() if baseline is not None else None,
+    )
     log.info("wrote %s", out_dir / "results.json")
     langs = result.languages
     tracker = start_run(cfg, job_type="evaluate")
     try:
         flat = {f"{m}/{lang}": block[lang] for m, block in metrics.items() for lang in [*langs, "macro"]}
+        if aug.get("enabled"):
+            flat.update({"xqg/alpha": float(aug["alpha"]), "xqg/n": int(aug["n"])})
+        if baseline is not None and comparison is not None:
+            base = baseline.to_json()
+            flat.update({f"baseline/{m}/{x}": b[x] for m, b in base.items() for x in [*langs, "macro"]})
+            for m, per in comparison.tests.items():
+                for lang, tests in per.items():
+                    for t, r in tests.items():
+                        flat[f"p_value/{t}/{m}/{lang}"] = r.p_value
         tracker.log_metrics(flat)
         tracker.log_table(
             "retrieval",
@@ -190,6 +295,43 @@ def report(
     finally:
         tracker.finish()
     return summary
+
+
+def _plain(value: Any) -> Any:
+    from omegaconf import DictConfig as _D
+    from omegaconf import ListConfig, OmegaConf
+
+    return OmegaConf.to_container(value, resolve=True) if isinstance(value, _D | ListConfig) else value
+
+
+def _markers_json(comparison: Any) -> dict[str, dict[str, str]] | None:
+    if comparison is None:
+        return None
+    out: dict[str, dict[str, str]] = {}
+    for (metric, lang), mark in comparison.marker_map().items():
+        out.setdefault(metric, {})[lang] = mark
+    return out
+
+
+def xqg_transform(cfg: DictConfig, inputs: Inputs) -> tuple[Transform | None, dict[str, Any], dict[str, str]]:
+    """Generated queries (made or imported if missing) -> cached prefix sums of their query embeddings -> the
+    fusion transform for the search, with the fusion settings and the artifacts they came from."""
+    from xqg.augment import ensure_query_sums, fusion_from_config, query_sums_config
+    from xqg.generate import ensure_generated
+
+    aug = _plain(cfg.augmentation)
+    generated = ensure_generated(cfg, inputs.corpus)
+    sums = ensure_query_sums(
+        generated,
+        inputs.retriever,
+        inputs.passages,
+        cfg.paths.cache_dir,
+        query_sums_config(aug),
+        batch_size=int(cfg.retrieval.query_batch_size),
+        max_len=cfg.retrieval.q_max_len,
+    )
+    fusion = {k: aug.get(k) for k in ("alpha", "n", "mode", "languages")}
+    return fusion_from_config(aug, sums), fusion, {"query_sums": str(sums.fingerprint)}
 
 
 # -- the job ----------------------------------------------------------------------------------------------------
@@ -214,15 +356,38 @@ def prepare(cfg: DictConfig) -> Inputs | None:
     return Inputs(questions, corpus, retriever, passages, queries)
 
 
-def run(cfg: DictConfig) -> float | None:
-    """``python evaluate.py``: returns macro ``retrieval.objective`` (None for a shard-encoding worker)."""
+def run(cfg: DictConfig) -> float | list[float] | None:
+    """``python evaluate.py``: returns the objective (macro ``retrieval.objective``; a list for multi-objective
+    sweeps; None for a shard-encoding worker)."""
+    from dataclasses import replace
+
+    from xqg.sweep import split_from_config
+
     out_dir = Path(cfg.paths.output_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     inputs = prepare(cfg)
     if inputs is None:
         return None
-    ranked = search_run(cfg, inputs)
+    aug = cfg.get("augmentation")
+    if aug is not None:
+        inputs = replace(inputs, questions=split_from_config(inputs.questions, _plain(aug)))
+    baseline_run = cached_search(cfg, inputs)
+    baseline = score(cfg, inputs, baseline_run)
+    ranked, result, comparison, extra = baseline_run, baseline, None, {}
+    if aug is not None and aug.get("enabled"):
+        transform, fusion, sums = xqg_transform(cfg, inputs)
+        ranked = cached_search(cfg, inputs, transform, fusion=fusion, extra_inputs=sums)
+        result = score(cfg, inputs, ranked)
+        comparison = compare_to_baseline(cfg, baseline, result)
+        extra["artifacts_xqg"] = sums
     run_files = write_runs(cfg, ranked, out_dir)
-    result = score(cfg, inputs, ranked)
-    summary = report(cfg, inputs, result, out_dir, {"run_files": run_files})
-    return float(summary["objective"]["value"])
+    summary = report(
+        cfg,
+        inputs,
+        result,
+        out_dir,
+        {"run_files": run_files, **extra},
+        baseline=baseline if comparison is not None else None,
+        comparison=comparison,
+    )
+    return summary["objective"]["value"]

@@ -274,6 +274,9 @@ def optuna_plots(
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
     from optuna.exceptions import ExperimentalWarning
+
+    # grid sweeps give categorical axes of numbers; matplotlib logs a note per axis that says nothing useful
+    logging.getLogger("matplotlib.category").setLevel(logging.WARNING)
     from optuna.visualization import matplotlib as ovm
 
     warnings.filterwarnings("ignore", category=ExperimentalWarning, module="xqg.sweep")
@@ -383,3 +386,7 @@ class StudyReportCallback(_HydraCallback):  # type: ignore[misc,valid-type]
             sweep_dir / STUDY_DIR,
             {k: summary.get(k) for k in ("best_params", "best_value")},
         )
+        table = summary.get("files", {}).get("table")
+        if table:  # the sweep's answer, where a researcher looks first: the end of the console output
+            print(f"\nBest setting vs the baseline ({sweep_dir / STUDY_DIR}):\n")
+            print(Path(table).read_text())

@@ -123,6 +123,16 @@ def lightning_loggers(cfg: DictConfig, run_dir: str | Path, *, job_type: str = "
     return loggers
 
 
+def finish_loggers(loggers: Sequence[Any] | Any) -> None:
+    """Close the W&B runs a Trainer opened (Lightning leaves them open), so the next stage in the same process,
+    e.g. the generator trained after the retriever inside ``evaluate.py``, gets a run of its own."""
+    from pytorch_lightning.loggers import WandbLogger
+
+    for lg in loggers if isinstance(loggers, list | tuple) else [loggers]:
+        if isinstance(lg, WandbLogger) and getattr(lg, "_experiment", None) is not None:
+            lg.experiment.finish()
+
+
 class Tracker:
     """Metrics, tables and images of a non-Lightning job (evaluation, sweeps); a no-op when tracking is off.
 

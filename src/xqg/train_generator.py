@@ -24,6 +24,7 @@ from omegaconf import DictConfig, OmegaConf
 
 from xqg.artifacts import ArtifactDir, fingerprint
 from xqg.errors import XqgInputError
+from xqg.tracking import finish_loggers, lightning_loggers
 
 log = logging.getLogger(__name__)
 
@@ -263,19 +264,17 @@ def train(
     )
     kw = trainer_kwargs(cfg, gcfg)
     run_dir = art.begin() / "logs"
-    try:
-        from xqg.tracking import lightning_loggers
-
-        kw["logger"] = lightning_loggers(cfg, run_dir, job_type="train_generator")
-    except ImportError:  # pragma: no cover - tracking is part of the package
-        kw["logger"] = False
+    kw["logger"] = lightning_loggers(cfg, run_dir, job_type="train_generator")
     if not val_pairs:
         kw.update(limit_val_batches=0, val_check_interval=None, check_val_every_n_epoch=1)
     trainer = pl.Trainer(default_root_dir=str(run_dir), **kw)
-    trainer.fit(module, datamodule=dm)
-    val_loss = None
-    if val_pairs:
-        val_loss = float(trainer.validate(module, datamodule=dm, verbose=False)[0]["val_loss"])
+    try:
+        trainer.fit(module, datamodule=dm)
+        val_loss = None
+        if val_pairs:
+            val_loss = float(trainer.validate(module, datamodule=dm, verbose=False)[0]["val_loss"])
+    finally:
+        finish_loggers(kw["logger"])
     if trainer.is_global_zero:
         spec = GeneratorSpec(
             prompt_template=gcfg["prompt_template"],

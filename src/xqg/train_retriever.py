@@ -413,7 +413,7 @@ def _fit_and_export(cfg: DictConfig, data: TrainData, backbone: str, art: Artifa
 
     from xqg.models.biencoder import BiEncoder, load_tokenizer
     from xqg.models.retriever_module import RetrieverModule
-    from xqg.tracking import lightning_loggers
+    from xqg.tracking import finish_loggers, lightning_loggers
 
     tr = _section(cfg, "train")
     dev_cfg = dict(tr.get("dev") or {})
@@ -457,7 +457,10 @@ def _fit_and_export(cfg: DictConfig, data: TrainData, backbone: str, art: Artifa
     resume = str(last) if last.exists() else None
     if resume:
         log.info("resuming retriever training from %s", resume)
-    trainer.fit(module, datamodule=dm, ckpt_path=resume)
+    try:
+        trainer.fit(module, datamodule=dm, ckpt_path=resume)
+    finally:
+        finish_loggers(kw["logger"])
     if trainer.is_global_zero:
         model.save_pretrained(art.path, tokenizer)
         history = module.dev_history
