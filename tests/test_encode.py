@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import random
 import shutil
-from collections.abc import Iterator
 from pathlib import Path
 
 import numpy as np
@@ -21,15 +20,7 @@ from xqg.models.tiny import TinyBertConfig, tiny_bert_backbone
 WORDS = "alpha beta gamma delta river mountain city king queen born founded capital music river sea".split()
 
 
-@pytest.fixture(autouse=True, scope="module")
-def _one_torch_thread() -> Iterator[None]:
-    """Tiny models gain nothing from intra-op threads, and on a busy machine OpenMP spinning makes them many
-    times slower; restored afterwards."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
-
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 def _passages(n: int, seed: int = 0) -> list[Passage]:
     rng = random.Random(seed)

@@ -7,12 +7,10 @@ composes the real Hydra config and calls ``pipeline.run``.
 from __future__ import annotations
 
 import json
-from collections.abc import Iterator
 from pathlib import Path
 
 import numpy as np
 import pytest
-import torch
 from hydra import compose, initialize_config_dir
 from omegaconf import DictConfig
 
@@ -20,18 +18,10 @@ from xqg import pipeline, tracking
 from xqg.encode import EmbeddingStore
 from xqg.runs import read_run
 
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
+
 REPO = Path(__file__).resolve().parents[1]
 LANGS = ["ar", "bn", "fi", "ja", "ko", "ru", "te"]
-
-
-@pytest.fixture(autouse=True, scope="module")
-def _one_torch_thread() -> Iterator[None]:
-    """Tiny models gain nothing from intra-op threads, and on a busy machine OpenMP spinning makes them many
-    times slower; restored afterwards."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
 
 
 def _compose(cache: Path, out: Path, *overrides: str) -> DictConfig:

@@ -13,10 +13,12 @@ from pathlib import Path
 import pytest
 from omegaconf import DictConfig
 
-from test_pipeline import _compose, _one_torch_thread  # noqa: F401  (module fixture: one torch thread)
+from test_pipeline import _compose
 from xqg import pipeline
 from xqg.data.corpus import open_corpus
 from xqg.runs import read_run
+
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 LANGS = ["ar", "bn", "fi", "ja", "ko", "ru", "te"]
 

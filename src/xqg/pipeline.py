@@ -23,6 +23,7 @@ from typing import Any
 from omegaconf import DictConfig
 
 from xqg.artifacts import ArtifactDir, atomic_write_json, fingerprint
+from xqg.config import plain as _plain
 from xqg.encode import EmbeddingStore, Retriever, encode_corpus, encode_queries, resolve_device
 from xqg.errors import XqgInputError
 from xqg.index import SearchResult, Transform, search
@@ -295,13 +296,6 @@ def report(
     finally:
         tracker.finish()
     return summary
-
-
-def _plain(value: Any) -> Any:
-    from omegaconf import DictConfig as _D
-    from omegaconf import ListConfig, OmegaConf
-
-    return OmegaConf.to_container(value, resolve=True) if isinstance(value, _D | ListConfig) else value
 
 
 def _markers_json(comparison: Any) -> dict[str, dict[str, str]] | None:

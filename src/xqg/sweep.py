@@ -26,6 +26,7 @@ from pathlib import Path
 from typing import Any, TypeVar
 
 from xqg.artifacts import atomic_write_json, atomic_write_text
+from xqg.config import plain as _plain
 from xqg.errors import XqgInputError
 
 log = logging.getLogger(__name__)
@@ -130,17 +131,6 @@ def objective_names(spec: Any) -> list[str]:
         else:
             out.append(str(s))
     return out
-
-
-def _plain(obj: Any) -> Any:
-    try:
-        from omegaconf import DictConfig, ListConfig, OmegaConf
-
-        if isinstance(obj, DictConfig | ListConfig):
-            return OmegaConf.to_container(obj, resolve=True)
-    except ImportError:  # pragma: no cover
-        pass
-    return obj
 
 
 # -- per-trial records ------------------------------------------------------------------------------------------

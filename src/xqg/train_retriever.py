@@ -27,9 +27,10 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from omegaconf import DictConfig, OmegaConf
+from omegaconf import DictConfig
 
 from xqg.artifacts import ArtifactDir, atomic_write_json, file_fingerprint, fingerprint
+from xqg.config import plain as _plain
 from xqg.errors import MissingResourceError, XqgInputError
 
 log = logging.getLogger(__name__)
@@ -54,16 +55,14 @@ _SPEC_KEYS = ("pooling", "shared", "normalize", "temperature", "q_max_len", "p_m
 
 
 # -- configuration ---------------------------------------------------------------------------------------------
-def _plain(node: Any) -> Any:
-    if isinstance(node, DictConfig):
-        return OmegaConf.to_container(node, resolve=True)
-    return node
 
 
 def _section(cfg: DictConfig, key: str) -> dict[str, Any]:
     node = cfg.get(key)
     if node is None:
-        raise XqgInputError(f"the config has no `{key}` section (add `{key}=...` to the command line)", field=key)
+        raise XqgInputError(
+            f"the config has no `{key}` section (add `{key}=...` to the command line)", field=key
+        )
     return dict(_plain(node))
 
 
@@ -108,7 +107,9 @@ def trainer_kwargs(cfg: DictConfig) -> dict[str, Any]:
     accepted = set(inspect.signature(pl.Trainer.__init__).parameters) - {"self"}
     unknown = sorted(set(t) - accepted)
     if unknown:
-        raise XqgInputError(f"not a pytorch_lightning.Trainer argument: {unknown}", field=f"trainer.{unknown[0]}")
+        raise XqgInputError(
+            f"not a pytorch_lightning.Trainer argument: {unknown}", field=f"trainer.{unknown[0]}"
+        )
     kw = {k: v for k, v in t.items() if v is not None or k in ("gradient_clip_val",)}
     if kw.get("enable_progress_bar") is None:
         kw["enable_progress_bar"] = progress_enabled()
@@ -166,10 +167,12 @@ def split_heldout(source: Path, n_dev: int, cache_dir: str | Path) -> tuple[Path
             )
         with staged_artifact(art) as staging:
             n_train = write_tevatron(
-                staging.path / "train.jsonl.gz", (e for e in iter_tevatron(source) if _qid_rank(e.qid) not in chosen)
+                staging.path / "train.jsonl.gz",
+                (e for e in iter_tevatron(source) if _qid_rank(e.qid) not in chosen),
             )
             n_dev_written = write_tevatron(
-                staging.path / "dev.jsonl.gz", (e for e in iter_tevatron(source) if _qid_rank(e.qid) in chosen)
+                staging.path / "dev.jsonl.gz",
+                (e for e in iter_tevatron(source) if _qid_rank(e.qid) in chosen),
             )
             staging.finalize(counts={"train": n_train, "dev": n_dev_written})
     return art.path / "train.jsonl.gz", art.path / "dev.jsonl.gz"
@@ -178,9 +181,9 @@ def split_heldout(source: Path, n_dev: int, cache_dir: str | Path) -> tuple[Path
 def _auto_dev_path(bundle: Any, source: str) -> Path | None:
     """The data's own Tevatron dev file for the chosen training file, if it has one."""
     keys = ["english_dev_train_path"] if source == "english" else ["dev_train_path"]
-    if source == "xor" and getattr(bundle, "_sources", {}).get("train") == getattr(bundle, "_sources", {}).get(
-        "english_train", object()
-    ):  # data=nq: the training file is the English one, so is its dev file
+    if source == "xor" and getattr(bundle, "_sources", {}).get("train") == getattr(
+        bundle, "_sources", {}
+    ).get("english_train", object()):  # data=nq: the training file is the English one, so is its dev file
         keys.append("english_dev_train_path")
     for key in keys:
         path = _bundle_attr(bundle, key)
@@ -239,7 +242,12 @@ def _example_texts(path: Path) -> Iterator[str]:
 
 
 def build_dev_set(
-    dev_path: Path, corpus_path: Path | None, *, max_queries: int, max_passages: int, cache_dir: str | Path,
+    dev_path: Path,
+    corpus_path: Path | None,
+    *,
+    max_queries: int,
+    max_passages: int,
+    cache_dir: str | Path,
     name: str = "dev",
 ) -> Any:
     """Dev queries with gold positive docids, and the passages to search: the golds and hard negatives of
@@ -291,25 +299,44 @@ def resolve_backbone(cfg: DictConfig, data: TrainData) -> tuple[str, str]:
             return str(p), f"dir:{_folder_identity(p)}"
         return str(name), f"hub:{name}"
     if bb.get("tiny") is None:
-        raise XqgInputError("set backbone.name_or_path (hub name or folder) or a backbone.tiny block",
-                            field="backbone.name_or_path")
+        raise XqgInputError(
+            "set backbone.name_or_path (hub name or folder) or a backbone.tiny block",
+            field="backbone.name_or_path",
+        )
     from xqg.models.tiny import TinyBertConfig, tiny_bert_backbone
 
     tcfg = TinyBertConfig.from_mapping(bb["tiny"])
     spec = retriever_spec(cfg, "tiny")
     if spec.p_max_len > tcfg.max_position:
-        raise XqgInputError(f"p_max_len {spec.p_max_len} exceeds the tiny model's max_position "
-                            f"{tcfg.max_position}", field="backbone.p_max_len")
-    path = tiny_bert_backbone(cfg.paths.cache_dir, tcfg, lambda: _example_texts(data.train_path),
-                              data.identity["train"] + "/" + data.identity.get("heldout", "-"))
+        raise XqgInputError(
+            f"p_max_len {spec.p_max_len} exceeds the tiny model's max_position {tcfg.max_position}",
+            field="backbone.p_max_len",
+        )
+    path = tiny_bert_backbone(
+        cfg.paths.cache_dir,
+        tcfg,
+        lambda: _example_texts(data.train_path),
+        data.identity["train"] + "/" + data.identity.get("heldout", "-"),
+    )
     return str(path), f"tiny:{path.name}"
 
 
 # -- the artifact --------------------------------------------------------------------------------------------
 def _recipe(cfg: DictConfig) -> dict[str, Any]:
     tr = _section(cfg, "train")
-    keys = ("source", "batch_size", "train_n_passages", "epochs", "lr", "weight_decay", "warmup_ratio",
-            "warmup_steps", "adam_eps", "seed", "gather_across_devices")
+    keys = (
+        "source",
+        "batch_size",
+        "train_n_passages",
+        "epochs",
+        "lr",
+        "weight_decay",
+        "warmup_ratio",
+        "warmup_steps",
+        "adam_eps",
+        "seed",
+        "gather_across_devices",
+    )
     return {k: tr.get(k) for k in keys}
 
 
@@ -324,8 +351,9 @@ def retriever_artifact(cfg: DictConfig, data: TrainData, backbone_identity: str)
         "recipe": _recipe(cfg),
         "trainer": trainer_part,
     }
-    return ArtifactDir.for_spec(cfg.paths.cache_dir, KIND, config=config, inputs=data.identity,
-                                code_version=CODE_VERSION)
+    return ArtifactDir.for_spec(
+        cfg.paths.cache_dir, KIND, config=config, inputs=data.identity, code_version=CODE_VERSION
+    )
 
 
 def artifact_for(cfg: DictConfig) -> ArtifactDir:
@@ -380,8 +408,10 @@ def _link_run(cfg: DictConfig, run_dir: str | Path | None, art: ArtifactDir) -> 
     if folder == art.path / "logs":
         return
     folder.mkdir(parents=True, exist_ok=True)
-    atomic_write_json(folder / "retriever_checkpoint.json", {"path": str(art.path.resolve()),
-                                                            "fingerprint": art.fingerprint})
+    atomic_write_json(
+        folder / "retriever_checkpoint.json",
+        {"path": str(art.path.resolve()), "fingerprint": art.fingerprint},
+    )
     link = folder / "retriever_checkpoint"
     try:
         if link.is_symlink() or link.exists():
@@ -391,8 +421,9 @@ def _link_run(cfg: DictConfig, run_dir: str | Path | None, art: ArtifactDir) -> 
         pass
 
 
-def _train(cfg: DictConfig, data: TrainData, backbone: str, art: ArtifactDir,
-           run_dir: str | Path | None) -> Path:
+def _train(
+    cfg: DictConfig, data: TrainData, backbone: str, art: ArtifactDir, run_dir: str | Path | None
+) -> Path:
     """Train with ``train.num_threads`` CPU threads (speed only, not in the fingerprint), restored after."""
     import torch
 
@@ -406,8 +437,9 @@ def _train(cfg: DictConfig, data: TrainData, backbone: str, art: ArtifactDir,
         torch.set_num_threads(before)
 
 
-def _fit_and_export(cfg: DictConfig, data: TrainData, backbone: str, art: ArtifactDir,
-                    run_dir: str | Path | None) -> Path:
+def _fit_and_export(
+    cfg: DictConfig, data: TrainData, backbone: str, art: ArtifactDir, run_dir: str | Path | None
+) -> Path:
     import pytorch_lightning as pl
     from pytorch_lightning.callbacks import ModelCheckpoint
 
@@ -425,9 +457,14 @@ def _fit_and_export(cfg: DictConfig, data: TrainData, backbone: str, art: Artifa
     model = BiEncoder.from_backbone(backbone, spec)
     dev = None
     if data.dev_path is not None and str(dev_cfg.get("source", "auto")) != "none":
-        dev = build_dev_set(data.dev_path, data.corpus_path, max_queries=int(dev_cfg.get("max_queries", 500)),
-                            max_passages=int(dev_cfg.get("max_passages", 5000)), cache_dir=cfg.paths.cache_dir,
-                            name=data.dev_name)
+        dev = build_dev_set(
+            data.dev_path,
+            data.corpus_path,
+            max_queries=int(dev_cfg.get("max_queries", 500)),
+            max_passages=int(dev_cfg.get("max_passages", 5000)),
+            cache_dir=cfg.paths.cache_dir,
+            name=data.dev_name,
+        )
     module = RetrieverModule(
         model,
         lr=float(tr["lr"]),
@@ -445,9 +482,13 @@ def _fit_and_export(cfg: DictConfig, data: TrainData, backbone: str, art: Artifa
     dm = _datamodule(cfg, data, tokenizer, spec)
     ckpt_dir = art.path / "lightning"
     every = tr.get("checkpoint_every_n_steps")
-    checkpoint = ModelCheckpoint(dirpath=str(ckpt_dir), save_last=True, save_top_k=0,
-                                 every_n_train_steps=int(every) if every else None,
-                                 save_on_train_epoch_end=True)
+    checkpoint = ModelCheckpoint(
+        dirpath=str(ckpt_dir),
+        save_last=True,
+        save_top_k=0,
+        every_n_train_steps=int(every) if every else None,
+        save_on_train_epoch_end=True,
+    )
     kw = trainer_kwargs(cfg)
     kw["logger"] = lightning_loggers(cfg, folder, job_type="train_retriever")
     kw["callbacks"] = [checkpoint]
@@ -465,12 +506,21 @@ def _fit_and_export(cfg: DictConfig, data: TrainData, backbone: str, art: Artifa
         model.save_pretrained(art.path, tokenizer)
         history = module.dev_history
         art.finalize(
-            counts={"steps": int(trainer.global_step), "epochs": int(trainer.current_epoch),
-                    "world_size": int(trainer.world_size), "dev_queries": len(dev.qids) if dev else 0,
-                    "dev_passages": len(dev.docids) if dev else 0},
-            extra={"backbone": backbone, "dev_name": data.dev_name if dev else None,
-                   "dev": history[-1] if history else None, "dev_history": history,
-                   "train_path": str(data.train_path), "run_dir": str(folder)},
+            counts={
+                "steps": int(trainer.global_step),
+                "epochs": int(trainer.current_epoch),
+                "world_size": int(trainer.world_size),
+                "dev_queries": len(dev.qids) if dev else 0,
+                "dev_passages": len(dev.docids) if dev else 0,
+            },
+            extra={
+                "backbone": backbone,
+                "dev_name": data.dev_name if dev else None,
+                "dev": history[-1] if history else None,
+                "dev_history": history,
+                "train_path": str(data.train_path),
+                "run_dir": str(folder),
+            },
         )
         if not bool(tr.get("keep_lightning_ckpt", True)) and last.exists():
             last.unlink()
@@ -488,7 +538,11 @@ def run(cfg: DictConfig) -> float | None:
     if rank_zero_only.rank != 0:  # DDP worker processes: rank 0 reports
         return None
     print(f"retriever checkpoint: {path}")
-    manifest = json.loads((Path(path) / "manifest.json").read_text()) if (Path(path) / "manifest.json").exists() else {}
+    manifest = (
+        json.loads((Path(path) / "manifest.json").read_text())
+        if (Path(path) / "manifest.json").exists()
+        else {}
+    )
     last = (manifest.get("extra") or {}).get("dev") or {}
     objective = str((_section(cfg, "train").get("dev") or {}).get("objective", "recall@20"))
     name = (manifest.get("extra") or {}).get("dev_name") or "dev"

@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import Any
 
 from xqg.artifacts import ArtifactDir, file_fingerprint
+from xqg.config import plain as _plain
 from xqg.data.pairs import write_generator_pairs
 from xqg.data.records import GeneratorPair
 from xqg.data.sources import resolve_source
@@ -38,17 +39,6 @@ _FILE_KEYS = {
     "train_questions": "train_questions_path",
     "xor_train": "xor_train_path",  # XOR-TyDi Tevatron file when `train` is another one (zero-shot NQ)
 }
-
-
-def _plain(cfg: Any) -> Any:
-    try:
-        from omegaconf import DictConfig, ListConfig, OmegaConf
-
-        if isinstance(cfg, DictConfig | ListConfig):
-            return OmegaConf.to_container(cfg, resolve=True)
-    except ImportError:  # pragma: no cover
-        pass
-    return cfg
 
 
 class DataBundle:

@@ -24,6 +24,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from xqg.config import plain as _plain
 from xqg.errors import MissingResourceError, XqgInputError
 from xqg.progress import progress_bar
 
@@ -51,17 +52,6 @@ class HubFile:
 
     def target(self, cache_dir: Path) -> Path:
         return self.local_dir(cache_dir) / self.filename
-
-
-def _plain(spec: Any) -> Any:
-    try:
-        from omegaconf import DictConfig, ListConfig, OmegaConf
-
-        if isinstance(spec, DictConfig | ListConfig):
-            return OmegaConf.to_container(spec, resolve=True)
-    except ImportError:  # pragma: no cover
-        pass
-    return spec
 
 
 def parse_hub(spec: str) -> HubFile:
