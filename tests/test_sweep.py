@@ -103,6 +103,32 @@ def test_study_report_and_importance_fallback(tmp_path: Path) -> None:
     assert (tmp_path / "one" / "optuna_slice.png").exists()
 
 
+def test_study_plots_and_trials_go_to_the_tracker(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from omegaconf import OmegaConf
+
+    from xqg import sweep, tracking
+
+    trackers: list[tracking.Tracker] = []
+
+    def start_run(cfg: object, job_type: str) -> tracking.Tracker:
+        assert job_type == "study"
+        trackers.append(tracking.Tracker(None))
+        return trackers[-1]
+
+    monkeypatch.setattr(tracking, "start_run", start_run)
+    optuna.logging.set_verbosity(optuna.logging.WARNING)
+    summary = write_study_report(_toy_study([(0.0, 1, 30.0), (0.01, 2, 33.0)]), tmp_path / "s")
+    sweep._log_study(OmegaConf.create({"logger": {"backend": "wandb"}}), summary)
+    (tracker,) = trackers
+    kinds = {(h["kind"], h.get("name")) for h in tracker.history}
+    assert {("image", "study/optuna_slice"), ("image", "study/optuna_importance")} <= kinds
+    assert ("table", "study/trials") in kinds
+    (table,) = [h for h in tracker.history if h["kind"] == "table"]
+    assert table["rows"] == 2
+    (metrics,) = [h["data"] for h in tracker.history if h["kind"] == "metrics"]
+    assert metrics == {"study/best_value": 33.0}
+
+
 def test_trial_records_roundtrip(tmp_path: Path) -> None:
     write_trial_record(tmp_path / "0", {"enabled": False, "alpha": 0.05, "n": 3}, METRICS)
     write_trial_record(

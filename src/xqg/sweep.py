@@ -376,7 +376,33 @@ class StudyReportCallback(_HydraCallback):  # type: ignore[misc,valid-type]
             sweep_dir / STUDY_DIR,
             {k: summary.get(k) for k in ("best_params", "best_value")},
         )
+        _log_study(config, summary)
         table = summary.get("files", {}).get("table")
         if table:  # the sweep's answer, where a researcher looks first: the end of the console output
             print(f"\nBest setting vs the baseline ({sweep_dir / STUDY_DIR}):\n")
             print(Path(table).read_text())
+
+
+def _log_study(config: Any, summary: Mapping[str, Any]) -> None:
+    """The study's plots, trials table and best setting as one W&B run in the study's group (job type
+    ``study``), beside the trials' own runs; nothing when tracking is off."""
+    from xqg.tracking import start_run
+
+    if "logger" not in config:
+        return
+    tracker = start_run(config, job_type="study")
+    try:
+        files = summary.get("files", {})
+        for name, path in files.items():
+            if str(path).endswith(".png"):
+                tracker.log_image(f"study/{name}", path)
+        trials = files.get("trials")
+        if trials and Path(trials).exists():
+            rows = list(csv.reader(io.StringIO(Path(trials).read_text())))
+            if len(rows) > 1:
+                tracker.log_table("study/trials", rows[0], rows[1:])
+        best = summary.get("best_value")
+        if isinstance(best, int | float):
+            tracker.log_metrics({"study/best_value": float(best)})
+    finally:
+        tracker.finish()
