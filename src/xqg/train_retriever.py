@@ -364,13 +364,11 @@ def artifact_for(cfg: DictConfig) -> ArtifactDir:
 
 
 def _run_dir(cfg: DictConfig, fallback: Path) -> Path:
-    try:
-        from hydra.core.hydra_config import HydraConfig
+    """The Hydra run folder under ``train.py``; ``fallback`` when called from Python (tests, notebooks)."""
+    from hydra.core.hydra_config import HydraConfig
 
-        if HydraConfig.initialized():
-            return Path(HydraConfig.get().runtime.output_dir)
-    except Exception:
-        pass
+    if HydraConfig.initialized():
+        return Path(HydraConfig.get().runtime.output_dir)
     return fallback
 
 
