@@ -256,6 +256,17 @@ class RetrieverModule(pl.LightningModule):
             self.log("train/lr", float(sched.get_last_lr()[0]), on_step=True, on_epoch=False, batch_size=bs)
         return out.loss
 
+    def validation_step(self, batch: dict[str, torch.Tensor], batch_idx: int) -> None:
+        """Contrastive loss and in-batch accuracy on held-out examples (when the DataModule has a val split):
+        an over-fitting signal next to the retrieval check of :meth:`run_dev`."""
+        q = self.model.encode_query(batch["query_input_ids"], batch["query_attention_mask"])
+        p = self.model.encode_passage(batch["passage_input_ids"], batch["passage_attention_mask"])
+        out = contrastive_loss(q, p, temperature=self.model.spec.temperature, gather=None, world_size=1)
+        bs = q.size(0)
+        sync = self._trainer is not None and self.trainer.world_size > 1
+        self.log("val/loss", out.ce, on_epoch=True, batch_size=bs, sync_dist=sync)
+        self.log("val/acc", out.accuracy, on_epoch=True, batch_size=bs, sync_dist=sync)
+
     def configure_optimizers(self) -> Any:
         hp = self.hparams
         opt = torch.optim.AdamW(_decay_groups(self.model, hp.weight_decay), lr=hp.lr, eps=hp.adam_eps)
