@@ -1,16 +1,22 @@
 """Evaluate: generate/encode as needed (cached), fuse, search, score, log. Thin Hydra entry and sweep target."""
 
 import hydra
+from hydra.utils import execution_whitelist
 from omegaconf import DictConfig
+
+# Config-selected Python targets this entry may instantiate: our sweep callback and Optuna's samplers. Anything
+# else named by `_target_` in a config is refused (Hydra 1.4's execution whitelist; 1.5 makes one mandatory).
+TARGETS = ["xqg.*", "optuna.samplers.*"]
 
 
 # No version_base: Hydra 1.4 fixes the 1.3+ defaults and warns (Hydra15MigrationWarning) whenever it is passed.
 @hydra.main(config_path="conf", config_name="evaluate")
-def main(cfg: DictConfig) -> float | None:
+def main(cfg: DictConfig) -> float | list[float] | None:
     from xqg.entrypoints import evaluate
 
     return evaluate(cfg)
 
 
 if __name__ == "__main__":
-    main()
+    with execution_whitelist(TARGETS):
+        main()

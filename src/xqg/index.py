@@ -22,6 +22,8 @@ from xqg.errors import XqgInputError
 from xqg.progress import progress_bar
 
 log = logging.getLogger(__name__)
+# faiss logs, at INFO, every SIMD build it fails to import before the one that loads: noise in every run's log
+logging.getLogger("faiss.loader").setLevel(logging.WARNING)
 
 Transform = Callable[[int, list[str], np.ndarray], np.ndarray]
 DEFAULT_DEPTH = 100

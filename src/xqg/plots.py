@@ -189,14 +189,22 @@ def xqg_table(
 def best_vs_baseline_table(
     records: Sequence[Mapping[str, Any]], best: Mapping[str, Any] | None, fmt: str = "text"
 ) -> str | None:
-    """Table of the best trial against alpha = 0 (its own ``baseline`` metrics, else an alpha = 0 trial);
-    None when the records hold no baseline or no best trial."""
+    """Table of the best trial against alpha = 0 (its own ``baseline`` metrics, else an alpha = 0 trial); when
+    the study's best is alpha = 0 itself (xQG did not help), the best xQG trial by objective, so the table still
+    shows by how much. None when the records hold no baseline or no xQG trial."""
     if not records:
         return None
     b = {k.removeprefix("augmentation."): v for k, v in (best or {}).items()}
     cands = [r for r in records if b and _matches(r["params"], b) and not _is_baseline(r["params"])]
     if not cands:
-        return None
+        scored = [
+            r
+            for r in records
+            if not _is_baseline(r["params"]) and isinstance(r.get("objective"), int | float)
+        ]
+        if not scored:
+            return None
+        cands = [max(scored, key=lambda r: float(r["objective"]))]
     top = cands[0]
     base = top.get("baseline") or next((r["metrics"] for r in records if _is_baseline(r["params"])), None)
     if base is None:

@@ -379,7 +379,7 @@ class StudyReportCallback(_HydraCallback):  # type: ignore[misc,valid-type]
         _log_study(config, summary)
         table = summary.get("files", {}).get("table")
         if table:  # the sweep's answer, where a researcher looks first: the end of the console output
-            print(f"\nBest setting vs the baseline ({sweep_dir / STUDY_DIR}):\n")
+            print(f"\nBest xQG setting vs the baseline ({sweep_dir / STUDY_DIR}):\n")
             print(Path(table).read_text())
 
 

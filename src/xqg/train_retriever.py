@@ -385,8 +385,6 @@ def _datamodule(cfg: DictConfig, data: TrainData, tokenizer: Any, spec: Any) -> 
         p_max_len=spec.p_max_len,
         seed=int(tr["seed"]),
         num_workers=int(tr.get("num_workers") or 0),
-        # held-out examples give val/loss and val/acc curves; a slice of the training data would say nothing
-        val_path=data.dev_path if data.dev_name == "dev" else None,
     )
 
 
