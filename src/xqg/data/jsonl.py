@@ -30,6 +30,12 @@ def open_text(path: str | Path) -> IO[str]:
 
 def iter_jsonl(path: str | Path) -> Iterator[tuple[int, dict[str, Any]]]:
     """Yield ``(line_number, object)`` for each non-blank line; malformed JSON or a non-object is an error."""
+    for lineno, _raw, obj in iter_jsonl_lines(path):
+        yield lineno, obj
+
+
+def iter_jsonl_lines(path: str | Path) -> Iterator[tuple[int, str, dict[str, Any]]]:
+    """Like :func:`iter_jsonl`, with each line's raw text too (for readers that keep lines, not objects)."""
     with open_text(path) as f:
         lineno = 0
         try:
@@ -46,7 +52,7 @@ def iter_jsonl(path: str | Path) -> Iterator[tuple[int, dict[str, Any]]]:
                     raise XqgInputError(
                         f"expected a JSON object, got {type(obj).__name__}", path=path, line=lineno
                     )
-                yield lineno, obj
+                yield lineno, line, obj
         except UnicodeDecodeError as e:
             raise XqgInputError(f"not valid UTF-8 ({e.reason})", path=path, line=lineno + 1) from None
         except (EOFError, gzip.BadGzipFile) as e:

@@ -6,7 +6,6 @@ An optional ``lang`` field (written by the synthetic world; absent from the rele
 
 from __future__ import annotations
 
-import gzip
 import json
 from collections.abc import Iterable, Iterator, Sequence
 from pathlib import Path
@@ -14,9 +13,8 @@ from typing import Any, overload
 
 import numpy as np
 
-from xqg.data.jsonl import Fields, iter_jsonl, open_text, write_jsonl
+from xqg.data.jsonl import Fields, iter_jsonl, iter_jsonl_lines, write_jsonl
 from xqg.data.records import Passage, TrainExample
-from xqg.errors import XqgInputError
 from xqg.languages import normalize_lang
 
 
@@ -81,28 +79,11 @@ class TevatronFile(Sequence[TrainExample]):
         buf = bytearray()
         offsets = [0]
         lines: list[int] = []
-        with open_text(self.path) as f:
-            lineno = 0
-            try:
-                for lineno, line in enumerate(f, start=1):
-                    if not line.strip():
-                        continue
-                    try:
-                        obj = json.loads(line)
-                    except json.JSONDecodeError as e:
-                        raise XqgInputError(
-                            f"malformed JSON ({e.msg})", path=self.path, line=lineno
-                        ) from None
-                    if not isinstance(obj, dict):
-                        raise XqgInputError("expected a JSON object", path=self.path, line=lineno)
-                    parse_tevatron(obj, self.path, lineno, require_positive=require_positive)
-                    buf += line.encode("utf-8")
-                    offsets.append(len(buf))
-                    lines.append(lineno)
-            except (EOFError, gzip.BadGzipFile) as e:
-                raise XqgInputError(
-                    f"truncated or corrupt gzip ({e})", path=self.path, line=lineno + 1
-                ) from None
+        for lineno, line, obj in iter_jsonl_lines(self.path):
+            parse_tevatron(obj, self.path, lineno, require_positive=require_positive)
+            buf += line.encode("utf-8")
+            offsets.append(len(buf))
+            lines.append(lineno)
         self._buf = bytes(buf)
         del buf
         self._offsets = np.asarray(offsets, dtype=np.int64)
