@@ -44,6 +44,7 @@ from typing import Any
 import numpy as np
 
 from xqg.artifacts import ArtifactDir, Manifest, atomic_path, atomic_write_json
+from xqg.config import dataclass_from_mapping
 from xqg.errors import MissingResourceError, XqgInputError
 from xqg.languages import XOR_LANGUAGES, normalize_lang
 from xqg.progress import progress_bar
@@ -91,13 +92,9 @@ class QuerySumsConfig:
 
     @classmethod
     def from_mapping(cls, m: Mapping[str, Any] | None) -> QuerySumsConfig:
-        m = dict(m or {})
-        unknown = set(m) - set(cls.__dataclass_fields__)
-        if unknown:
-            raise XqgInputError(f"unknown settings {sorted(unknown)}", field="augmentation.sums")
-        if "languages" in m:
-            m["languages"] = tuple(m["languages"])
-        return cls(**m)
+        return dataclass_from_mapping(
+            cls, m, what="query-sum", field="augmentation.sums", tuples=("languages",)
+        )
 
     @property
     def groups(self) -> dict[str, tuple[str, ...]]:

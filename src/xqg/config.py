@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, TypeVar
 
 from omegaconf import DictConfig, ListConfig, OmegaConf
+
+T = TypeVar("T")
 
 
 def plain(value: Any) -> Any:
@@ -13,3 +15,23 @@ def plain(value: Any) -> Any:
     if isinstance(value, DictConfig | ListConfig):
         return OmegaConf.to_container(value, resolve=True)
     return value
+
+
+def dataclass_from_mapping(
+    cls: type[T], values: Any, *, what: str, field: str, tuples: tuple[str, ...] = ()
+) -> T:
+    """``cls(**values)`` for a settings dataclass, where a misspelt key is one clear error naming the config
+    field and the known keys (never silently ignored); list values named in ``tuples`` become tuples."""
+    from dataclasses import fields
+
+    from xqg.errors import XqgInputError
+
+    given = dict(plain(values) or {})
+    known = sorted(f.name for f in fields(cls))  # type: ignore[arg-type]
+    unknown = sorted(set(given) - set(known))
+    if unknown:
+        raise XqgInputError(f"unknown {what} option(s) {unknown}; known: {known}", field=field)
+    for key in tuples:
+        if key in given and given[key] is not None:
+            given[key] = tuple(given[key])
+    return cls(**given)

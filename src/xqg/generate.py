@@ -56,6 +56,7 @@ from pathlib import Path
 from typing import Any, NamedTuple
 
 from xqg.artifacts import ArtifactDir, atomic_path, atomic_write_json, file_fingerprint, fingerprint
+from xqg.config import dataclass_from_mapping
 from xqg.errors import MissingResourceError, XqgInputError
 from xqg.languages import XOR_LANGUAGES, get_language, normalize_lang
 from xqg.progress import progress_bar
@@ -89,11 +90,7 @@ class DecodingConfig:
 
     @classmethod
     def from_mapping(cls, m: Mapping[str, Any] | None) -> DecodingConfig:
-        m = dict(m or {})
-        unknown = set(m) - set(cls.__dataclass_fields__)
-        if unknown:
-            raise XqgInputError(f"unknown decoding settings {sorted(unknown)}", field="generator.decoding")
-        return cls(**m)
+        return dataclass_from_mapping(cls, m, what="decoding", field="generator.decoding")
 
     def generate_kwargs(self, n: int) -> dict[str, Any]:
         """Arguments for ``model.generate`` returning ``n`` sequences per prompt; rejects settings that would

@@ -19,12 +19,13 @@ import hashlib
 import json
 import random
 from collections.abc import Iterator, Mapping
-from dataclasses import asdict, dataclass, field, fields
+from dataclasses import asdict, dataclass, field
 from importlib import resources
 from pathlib import Path
 from typing import Any
 
 from xqg.artifacts import ArtifactDir, atomic_write_text
+from xqg.config import dataclass_from_mapping
 from xqg.data.corpus import write_dpr_tsv
 from xqg.data.pairs import write_generator_pairs
 from xqg.data.records import GeneratorPair, Passage, Question, TrainExample
@@ -60,24 +61,9 @@ class WorldConfig:
             return cls()
         if isinstance(cfg, WorldConfig):
             return cfg
-        try:
-            from omegaconf import DictConfig, OmegaConf
-
-            if isinstance(cfg, DictConfig):
-                cfg = OmegaConf.to_container(cfg, resolve=True)  # type: ignore[assignment]
-        except ImportError:  # pragma: no cover
-            pass
-        known = {f.name for f in fields(cls)}
-        unknown = sorted(set(cfg) - known)  # type: ignore[arg-type]
-        if unknown:
-            raise XqgInputError(
-                f"unknown synthetic world option(s) {unknown}; known: {sorted(known)}", field="data.world"
-            )
-        values = dict(cfg)  # type: ignore[arg-type]
-        for key in ("languages", "split"):
-            if key in values:
-                values[key] = tuple(values[key])
-        wc = cls(**values)
+        wc = dataclass_from_mapping(
+            cls, cfg, what="synthetic world", field="data.world", tuples=("languages", "split")
+        )
         wc.validate()
         return wc
 

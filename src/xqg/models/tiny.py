@@ -13,11 +13,12 @@ from __future__ import annotations
 
 from collections import Counter
 from collections.abc import Callable, Iterable, Mapping
-from dataclasses import asdict, dataclass, fields
+from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
 from xqg.artifacts import ArtifactDir
+from xqg.config import dataclass_from_mapping
 
 CODE_VERSION = "2"
 SPECIAL_TOKENS = ("[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]")
@@ -43,12 +44,7 @@ class TinyBertConfig:
 
     @classmethod
     def from_mapping(cls, m: Mapping[str, Any] | None) -> TinyBertConfig:
-        m = dict(m or {})
-        names = {f.name for f in fields(cls)}
-        unknown = sorted(set(m) - names)
-        if unknown:
-            raise ValueError(f"unknown tiny BERT config fields: {unknown}")
-        return cls(**m)
+        return dataclass_from_mapping(cls, m, what="tiny BERT", field="backbone.tiny")
 
 
 def _normalizer_and_pretokenizer() -> tuple[Any, Any]:

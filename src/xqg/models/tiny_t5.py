@@ -19,6 +19,7 @@ from pathlib import Path
 from typing import Any
 
 from xqg.artifacts import ArtifactDir
+from xqg.config import dataclass_from_mapping
 
 CODE_VERSION = "2"
 PAD, EOS, UNK = "<pad>", "</s>", "<unk>"
@@ -41,11 +42,7 @@ class TinyT5Config:
 
     @classmethod
     def from_mapping(cls, m: Mapping[str, Any] | None) -> TinyT5Config:
-        m = dict(m or {})
-        unknown = set(m) - set(cls.__dataclass_fields__)
-        if unknown:
-            raise ValueError(f"unknown tiny T5 config fields: {sorted(unknown)}")
-        return cls(**m)
+        return dataclass_from_mapping(cls, m, what="tiny T5", field="generator.model.tiny")
 
 
 def train_tokenizer(texts: Iterable[str], vocab_size: int):  # -> PreTrainedTokenizerFast
