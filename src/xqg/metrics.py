@@ -694,7 +694,7 @@ def read_predictions(path: str | Path) -> list[Prediction]:
     """Official prediction file: a JSON array ``[{id, lang, ctxs}]`` (or JSONL of such objects), plain or gzip.
 
     Malformed JSON, missing or mistyped fields and duplicate ids are one-line errors naming file and line."""
-    from xqg.data.jsonl import open_text
+    from xqg.data.jsonl import open_text, parse_jsonl_lines
 
     p = str(path)
     try:
@@ -726,15 +726,7 @@ def read_predictions(path: str | Path) -> list[Prediction]:
                 ) from None
             lines.append(None)
     elif stripped.startswith("{"):
-        for lineno, raw in enumerate(text.splitlines(), start=1):
-            if not raw.strip():
-                continue
-            try:
-                obj = json.loads(raw)
-            except json.JSONDecodeError as e:
-                raise XqgInputError(
-                    f"malformed JSON ({e.msg} at column {e.colno})", path=p, line=lineno
-                ) from None
+        for lineno, _raw, obj in parse_jsonl_lines(text.splitlines(), p):
             preds.append(_validate_prediction(obj, p, lineno, ""))
             lines.append(lineno)
     elif not stripped:

@@ -37,26 +37,32 @@ def iter_jsonl(path: str | Path) -> Iterator[tuple[int, dict[str, Any]]]:
 def iter_jsonl_lines(path: str | Path) -> Iterator[tuple[int, str, dict[str, Any]]]:
     """Like :func:`iter_jsonl`, with each line's raw text too (for readers that keep lines, not objects)."""
     with open_text(path) as f:
-        lineno = 0
-        try:
-            for lineno, line in enumerate(f, start=1):
-                if not line.strip():
-                    continue
-                try:
-                    obj = json.loads(line)
-                except json.JSONDecodeError as e:
-                    raise XqgInputError(
-                        f"malformed JSON ({e.msg} at column {e.colno})", path=path, line=lineno
-                    ) from None
-                if not isinstance(obj, dict):
-                    raise XqgInputError(
-                        f"expected a JSON object, got {type(obj).__name__}", path=path, line=lineno
-                    )
-                yield lineno, line, obj
-        except UnicodeDecodeError as e:
-            raise XqgInputError(f"not valid UTF-8 ({e.reason})", path=path, line=lineno + 1) from None
-        except (EOFError, gzip.BadGzipFile) as e:
-            raise XqgInputError(f"truncated or corrupt gzip ({e})", path=path, line=lineno + 1) from None
+        yield from parse_jsonl_lines(f, path)
+
+
+def parse_jsonl_lines(lines: Iterable[str], path: str | Path) -> Iterator[tuple[int, str, dict[str, Any]]]:
+    """The one JSONL parse loop: ``(line_number, raw line, object)`` per non-blank line of ``lines`` (an open file
+    or text already read); errors name ``path`` and the line."""
+    lineno = 0
+    try:
+        for lineno, line in enumerate(lines, start=1):
+            if not line.strip():
+                continue
+            try:
+                obj = json.loads(line)
+            except json.JSONDecodeError as e:
+                raise XqgInputError(
+                    f"malformed JSON ({e.msg} at column {e.colno})", path=path, line=lineno
+                ) from None
+            if not isinstance(obj, dict):
+                raise XqgInputError(
+                    f"expected a JSON object, got {type(obj).__name__}", path=path, line=lineno
+                )
+            yield lineno, line, obj
+    except UnicodeDecodeError as e:
+        raise XqgInputError(f"not valid UTF-8 ({e.reason})", path=path, line=lineno + 1) from None
+    except (EOFError, gzip.BadGzipFile) as e:
+        raise XqgInputError(f"truncated or corrupt gzip ({e})", path=path, line=lineno + 1) from None
 
 
 def open_write_binary(path: Path, gz: bool) -> IO[bytes]:
