@@ -123,7 +123,9 @@ def atomic_write_text(dest: str | Path, text: str) -> None:
 
 
 def atomic_write_json(dest: str | Path, obj: Any) -> None:
-    atomic_write_text(dest, json.dumps(obj, indent=2, sort_keys=True, ensure_ascii=False, default=_to_jsonable) + "\n")
+    atomic_write_text(
+        dest, json.dumps(obj, indent=2, sort_keys=True, ensure_ascii=False, default=_to_jsonable) + "\n"
+    )
 
 
 def _now() -> str:
@@ -201,7 +203,9 @@ class ArtifactDir:
     def manifest(self) -> Manifest:
         return Manifest.from_dict(json.loads(self.manifest_path.read_text()))
 
-    def finalize(self, counts: Mapping[str, int] | None = None, extra: Mapping[str, Any] | None = None) -> Manifest:
+    def finalize(
+        self, counts: Mapping[str, int] | None = None, extra: Mapping[str, Any] | None = None
+    ) -> Manifest:
         """Write the manifest last, marking the artifact complete."""
         m = Manifest(
             kind=self.kind,

@@ -23,7 +23,7 @@ from typing import Any
 from omegaconf import DictConfig
 
 from xqg.artifacts import ArtifactDir, atomic_write_json, fingerprint
-from xqg.config import plain as _plain
+from xqg.config import plain
 from xqg.encode import EmbeddingStore, Retriever, encode_corpus, encode_queries, resolve_device
 from xqg.errors import XqgInputError
 from xqg.index import SearchResult, Transform, search
@@ -244,11 +244,11 @@ def report(
     print(results_table(cfg, result, baseline, comparison))
     for note in result.notes():
         print(note)
-    value = objective_value(metrics, _plain(cfg.retrieval.objective))
-    aug = _plain(cfg.get("augmentation") or {"enabled": False})
+    value = objective_value(metrics, plain(cfg.retrieval.objective))
+    aug = plain(cfg.get("augmentation") or {"enabled": False})
     summary = {
         "metrics": result.to_json(details=bool(cfg.metrics.get("details", False))),
-        "objective": {"name": _plain(cfg.retrieval.objective), "value": value},
+        "objective": {"name": plain(cfg.retrieval.objective), "value": value},
         "augmentation": aug,
         "depth": int(cfg.retrieval.depth),
         "split": str(cfg.retrieval.split),
@@ -269,7 +269,7 @@ def report(
         aug,
         metrics,
         objective=value,
-        objective_spec=_plain(cfg.retrieval.objective),
+        objective_spec=plain(cfg.retrieval.objective),
         markers=_markers_json(comparison),
         baseline=baseline.to_json() if baseline is not None else None,
     )
@@ -313,7 +313,7 @@ def xqg_transform(cfg: DictConfig, inputs: Inputs) -> tuple[Transform | None, di
     from xqg.augment import ensure_query_sums, fusion_from_config, query_sums_config
     from xqg.generate import ensure_generated
 
-    aug = _plain(cfg.augmentation)
+    aug = plain(cfg.augmentation)
     generated = ensure_generated(cfg, inputs.corpus)
     sums = ensure_query_sums(
         generated,
@@ -364,7 +364,7 @@ def run(cfg: DictConfig) -> float | list[float] | None:
         return None
     aug = cfg.get("augmentation")
     if aug is not None:
-        inputs = replace(inputs, questions=split_from_config(inputs.questions, _plain(aug)))
+        inputs = replace(inputs, questions=split_from_config(inputs.questions, plain(aug)))
     baseline_run = cached_search(cfg, inputs)
     baseline = score(cfg, inputs, baseline_run)
     ranked, result, comparison, extra = baseline_run, baseline, None, {}

@@ -26,7 +26,7 @@ from pathlib import Path
 from typing import Any, TypeVar
 
 from xqg.artifacts import atomic_write_json, atomic_write_text
-from xqg.config import plain as _plain
+from xqg.config import plain
 from xqg.errors import XqgInputError
 
 log = logging.getLogger(__name__)
@@ -149,18 +149,18 @@ def write_trial_record(
 ) -> Path:
     """``<out_dir>/trial.json``: the trial's fusion settings, metrics JSON, objective, and optionally the
     significance markers vs alpha = 0 (``{metric: {lang or 'macro': '†‡'}}``) and the baseline's metrics."""
-    aug = _plain(augmentation)
+    aug = plain(augmentation)
     params = {k: aug.get(k) for k in FUSION_KEYS if k in aug}
     if not params.get("enabled", True):
         params["alpha"] = 0.0  # augmentation off is the alpha = 0 point of every curve
-    record: dict[str, Any] = {"params": params, "metrics": _plain(metrics)}
+    record: dict[str, Any] = {"params": params, "metrics": plain(metrics)}
     if objective is not None:
         record["objective"] = objective
         record["objective_names"] = objective_names(objective_spec if objective_spec is not None else "R@2kt")
     if markers is not None:
-        record["markers"] = _plain(markers)
+        record["markers"] = plain(markers)
     if baseline is not None:
-        record["baseline"] = _plain(baseline)
+        record["baseline"] = plain(baseline)
     path = Path(out_dir) / TRIAL_RECORD
     atomic_write_json(path, record)
     return path
@@ -367,7 +367,7 @@ class StudyReportCallback(_HydraCallback):  # type: ignore[misc,valid-type]
             *[d for d in _sqlite_dirs(storage) if d.resolve() != sweep_dir.resolve()],
         ]
         records = load_trial_records(*roots)
-        spec = _plain(config.get("retrieval", {}).get("objective")) if "retrieval" in config else None
+        spec = plain(config.get("retrieval", {}).get("objective")) if "retrieval" in config else None
         summary = write_study_report(
             load_study(str(storage), str(name)), sweep_dir / STUDY_DIR, records, spec
         )

@@ -64,7 +64,9 @@ def _backend(lc: DictConfig) -> str:
     if backend not in BACKENDS:
         from xqg.errors import XqgInputError
 
-        raise XqgInputError(f"unknown logger backend {backend!r}; choose one of {BACKENDS}", field="logger.backend")
+        raise XqgInputError(
+            f"unknown logger backend {backend!r}; choose one of {BACKENDS}", field="logger.backend"
+        )
     return backend
 
 

@@ -30,7 +30,7 @@ from typing import Any
 from omegaconf import DictConfig
 
 from xqg.artifacts import ArtifactDir, atomic_write_json, file_fingerprint, fingerprint
-from xqg.config import plain as _plain
+from xqg.config import plain
 from xqg.errors import MissingResourceError, XqgInputError
 
 log = logging.getLogger(__name__)
@@ -63,7 +63,7 @@ def _section(cfg: DictConfig, key: str) -> dict[str, Any]:
         raise XqgInputError(
             f"the config has no `{key}` section (add `{key}=...` to the command line)", field=key
         )
-    return dict(_plain(node))
+    return dict(plain(node))
 
 
 def retriever_spec(cfg: DictConfig, backbone_name: str) -> Any:
@@ -103,7 +103,7 @@ def trainer_kwargs(cfg: DictConfig) -> dict[str, Any]:
 
     from xqg.progress import progress_enabled
 
-    t = dict(_plain(cfg.get("trainer")) or {})
+    t = dict(plain(cfg.get("trainer")) or {})
     accepted = set(inspect.signature(pl.Trainer.__init__).parameters) - {"self"}
     unknown = sorted(set(t) - accepted)
     if unknown:
@@ -341,7 +341,7 @@ def _recipe(cfg: DictConfig) -> dict[str, Any]:
 
 
 def retriever_artifact(cfg: DictConfig, data: TrainData, backbone_identity: str) -> ArtifactDir:
-    t = dict(_plain(cfg.get("trainer")) or {})
+    t = dict(plain(cfg.get("trainer")) or {})
     trainer_part = {k: t.get(k) for k in _TRAINER_KEYS_THAT_MATTER}
     trainer_part["world_size"] = world_size(t)
     spec = retriever_spec(cfg, "")

@@ -17,7 +17,7 @@ from pathlib import Path
 from typing import Any
 
 from xqg.artifacts import ArtifactDir, file_fingerprint
-from xqg.config import plain as _plain
+from xqg.config import plain
 from xqg.data.pairs import write_generator_pairs
 from xqg.data.records import GeneratorPair
 from xqg.data.sources import resolve_source
@@ -103,7 +103,7 @@ class DataBundle:
 
 def load_data(data_cfg: Any, paths_cfg: Any) -> DataBundle:
     """Turn a ``data`` config (and ``paths``) into a :class:`DataBundle`."""
-    data = _plain(data_cfg) or {}
+    data = plain(data_cfg) or {}
     if not isinstance(data, Mapping):
         raise XqgInputError("the data config must be a mapping", field="data")
     # only cache_dir is read: other `paths` entries may interpolate Hydra's runtime (output_dir)

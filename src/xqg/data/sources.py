@@ -24,7 +24,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from xqg.config import plain as _plain
+from xqg.config import plain
 from xqg.errors import MissingResourceError, XqgInputError
 from xqg.progress import progress_bar
 
@@ -83,7 +83,7 @@ def parse_hub(spec: str) -> HubFile:
 
 
 def describe(spec: Any) -> str:
-    spec = _plain(spec)
+    spec = plain(spec)
     return spec if isinstance(spec, str) else repr(spec)
 
 
@@ -98,7 +98,7 @@ def resolve_source(
     A mapping may name a local copy and its origin together (``{path, url}`` or ``{path, repo, filename}``):
     the local copy is used when it exists, else the remote one is fetched; ``note`` adds a hint to errors.
     """
-    spec = _plain(spec)
+    spec = plain(spec)
     offline = is_offline() if offline is None else offline
     cache = Path(cache_dir)
     if isinstance(spec, Mapping):
