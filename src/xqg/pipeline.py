@@ -241,6 +241,7 @@ def report(
     from xqg.tracking import start_run
 
     metrics = result.to_json()
+    base = baseline.to_json() if comparison is not None else None  # only meaningful next to its comparison
     print(results_table(cfg, result, baseline, comparison))
     for note in result.notes():
         print(note)
@@ -260,8 +261,8 @@ def report(
         },
         **extra,
     }
-    if baseline is not None and comparison is not None:
-        summary["baseline"] = baseline.to_json()
+    if base is not None:
+        summary["baseline"] = base
         summary["significance"] = comparison.to_json()
     atomic_write_json(out_dir / "results.json", summary)
     write_trial_record(
@@ -271,7 +272,7 @@ def report(
         objective=value,
         objective_spec=plain(cfg.retrieval.objective),
         markers=_markers_json(comparison),
-        baseline=baseline.to_json() if baseline is not None else None,
+        baseline=base,
     )
     log.info("wrote %s", out_dir / "results.json")
     langs = result.languages
@@ -280,8 +281,7 @@ def report(
         flat = {f"{m}/{lang}": block[lang] for m, block in metrics.items() for lang in [*langs, "macro"]}
         if aug.get("enabled"):
             flat.update({"xqg/alpha": float(aug["alpha"]), "xqg/n": int(aug["n"])})
-        if baseline is not None and comparison is not None:
-            base = baseline.to_json()
+        if base is not None:
             flat.update({f"baseline/{m}/{x}": b[x] for m, b in base.items() for x in [*langs, "macro"]})
             for m, per in comparison.tests.items():
                 for lang, tests in per.items():
@@ -381,7 +381,7 @@ def run(cfg: DictConfig) -> float | list[float] | None:
         result,
         out_dir,
         {"run_files": run_files, **extra},
-        baseline=baseline if comparison is not None else None,
+        baseline=baseline,
         comparison=comparison,
     )
     return summary["objective"]["value"]
