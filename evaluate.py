@@ -12,7 +12,7 @@ TARGETS = ["xqg.*", "optuna.samplers.*"]
 # No version_base: Hydra 1.4 fixes the 1.3+ defaults and warns (Hydra15MigrationWarning) whenever it is passed.
 @hydra.main(config_path="conf", config_name="evaluate")
 def main(cfg: DictConfig) -> float | list[float] | None:
-    from xqg.entrypoints import evaluate
+    from xqg.tasks.entrypoints import evaluate
 
     return evaluate(cfg)
 

@@ -7,7 +7,7 @@ from omegaconf import DictConfig
 # No version_base: Hydra 1.4 fixes the 1.3+ defaults and warns (Hydra15MigrationWarning) whenever it is passed.
 @hydra.main(config_path="conf", config_name="train")
 def main(cfg: DictConfig) -> float | None:
-    from xqg.entrypoints import train
+    from xqg.tasks.entrypoints import train
 
     return train(cfg)
 

@@ -1,6 +1,6 @@
 """Benchmark the query-sum artifact: bytes per passage vs the reference's 35 fp32 embeddings, build and read speed.
 
-Builds real :func:`xqg.augment.build_query_sums` artifacts from random generated-query embeddings (the query
+Builds real :func:`xqg.retrieval.augment.build_query_sums` artifacts from random generated-query embeddings (the query
 encoder is replaced by a lookup, so the numbers are the cost of our bookkeeping, not of the model) for each
 layout, measures bytes on disk per passage, build throughput (queries per second) and the per-trial read cost
 (:meth:`QuerySums.sum_rows` over every row: all languages, and one 3-language subset with per-language sums).
@@ -32,7 +32,7 @@ def main() -> None:
     ap.add_argument("--dim", type=int, default=768)
     args = ap.parse_args()
     os.environ.setdefault("XQG_PROGRESS", "0")
-    from xqg.augment import QuerySumsConfig, build_query_sums, reference_bytes_per_passage
+    from xqg.retrieval.augment import QuerySumsConfig, build_query_sums, reference_bytes_per_passage
 
     N, D = args.passages, args.dim
     ids = [f"p{i}" for i in range(N)]

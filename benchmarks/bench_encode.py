@@ -1,4 +1,4 @@
-"""Length-sorted batching (``xqg.encode.encode_texts``) vs padding every batch to ``max_length``.
+"""Length-sorted batching (``xqg.retrieval.encode.encode_texts``) vs padding every batch to ``max_length``.
 
 Tiny BERT on CPU; passages are DPR-style 100-word windows of the XQuAD English paragraphs (max 128 tokens),
 short texts are the XOR-TyDi dev questions (max 32 tokens), both from ``../shared/data``. The baseline is the
@@ -23,9 +23,9 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from xqg.encode import encode_texts
 from xqg.models.biencoder import BiEncoder, RetrieverSpec, load_tokenizer
-from xqg.models.tiny import TinyBertConfig, tiny_bert_backbone
+from xqg.models.tiny_bert import TinyBertConfig, tiny_bert_backbone
+from xqg.retrieval.encode import encode_texts
 
 REPO = Path(__file__).resolve().parents[1]
 SHARED = Path(os.environ.get("XQG_SHARED_DATA", REPO.parent / "shared" / "data"))

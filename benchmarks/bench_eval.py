@@ -1,4 +1,4 @@
-"""Benchmark the XOR-Retrieve evaluator: xqg.metrics vs a straightforward reimplementation of the official loop.
+"""Benchmark the XOR-Retrieve evaluator: xqg.evaluation.metrics vs a straightforward reimplementation of the official loop.
 
 Two workloads:
 1. the shared parity predictions file (600 questions x 45 ctxs, real English passages);
@@ -100,8 +100,8 @@ def build_corpus(work: Path, n_passages: int, seed: int) -> tuple[Path, list[str
 
 
 def build_run(work: Path, docids: list[str], orig_ids: dict[str, str], depth: int, seed: int) -> Path:
-    from xqg.data.xor import read_xor_questions
-    from xqg.runs import write_run
+    from xqg.data.formats.runs import write_run
+    from xqg.data.formats.xor import read_xor_questions
 
     rng = random.Random(seed + 1)
     preds = {p["id"]: p for p in json.load(gzip.open(PARITY))}
@@ -136,9 +136,9 @@ def main() -> int:
     args = ap.parse_args()
 
     from xqg.data.corpus import open_corpus
-    from xqg.data.xor import read_xor_questions
-    from xqg.metrics import available_cores, ensure_punkt, evaluate_predictions, score_run
-    from xqg.runs import read_run
+    from xqg.data.formats.runs import read_run
+    from xqg.data.formats.xor import read_xor_questions
+    from xqg.evaluation.metrics import available_cores, ensure_punkt, evaluate_predictions, score_run
 
     ensure_punkt(SHARED / "nltk_data")
     load_start = os.getloadavg()[0]

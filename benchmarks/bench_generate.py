@@ -1,9 +1,9 @@
-"""Benchmark query generation: the batched generator of ``xqg.generate`` vs one call per passage and language.
+"""Benchmark query generation: the batched generator of ``xqg.generation.generate`` vs one call per passage and language.
 
 The reference (ielab/xQG4xDR README) generates with ``pipeline("text2text-generation")``, one call per passage
 prompt, ``num_return_sequences`` samples each. transformers 5 removed that pipeline task, so the baseline emulates
 it faithfully: one ``model.generate`` call per (passage, language) prompt, batch size 1, the same decoding
-(sampling, top_k 10, n samples, max_new_tokens 32). Ours: :class:`xqg.generate.QueryGenerator` (prompts of all
+(sampling, top_k 10, n samples, max_new_tokens 32). Ours: :class:`xqg.generation.generate.QueryGenerator` (prompts of all
 passages x languages, length-sorted, batched). Both count generated tokens the same way (non-pad tokens after the
 decoder start). Model: the ``generator=tiny`` T5 fine-tuned briefly on a small synthetic world (so samples end at
 EOS with varying lengths, as real ones do; trained once, cached in benchmarks/work/), on CPU.
@@ -54,7 +54,7 @@ def trained_generator(cache: Path, max_source_length: int) -> tuple[Path, Path]:
     from hydra import compose, initialize_config_dir
 
     from xqg.data.bundle import load_data
-    from xqg.train_generator import train_or_load
+    from xqg.tasks.train_generator import train_or_load
 
     with initialize_config_dir(config_dir=str(REPO / "conf"), version_base="1.3"):
         cfg = compose(
@@ -87,9 +87,9 @@ def main() -> None:
 
     import torch
 
+    from xqg.core.languages import XOR_LANGUAGES
     from xqg.data.corpus import open_corpus
-    from xqg.generate import DecodingConfig, QueryGenerator
-    from xqg.languages import XOR_LANGUAGES
+    from xqg.generation.generate import DecodingConfig, QueryGenerator
 
     torch.set_num_threads(args.threads)
     t0 = time.perf_counter()

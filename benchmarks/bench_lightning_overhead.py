@@ -56,8 +56,13 @@ def bare_loop(model: Any, loader: Any, steps: int, warmup: int, lr: float) -> di
             if step == steps:
                 break
     end, cpu_end = time.perf_counter(), time.process_time()
-    return {"seconds": end - start, "cpu_seconds": cpu_end - cpu_start, "steps": steps - warmup, "tokens": tokens,
-            "total": end - t_setup}
+    return {
+        "seconds": end - start,
+        "cpu_seconds": cpu_end - cpu_start,
+        "steps": steps - warmup,
+        "tokens": tokens,
+        "total": end - t_setup,
+    }
 
 
 class _Clock:
@@ -77,7 +82,9 @@ class _Clock:
                 if trainer.global_step == warm:
                     self.start, self.cpu_start = time.perf_counter(), time.process_time()
 
-            def on_train_batch_end(self, trainer: Any, module: Any, outputs: Any, batch: Any, batch_idx: int) -> None:
+            def on_train_batch_end(
+                self, trainer: Any, module: Any, outputs: Any, batch: Any, batch_idx: int
+            ) -> None:
                 if trainer.global_step > warm:
                     self.tokens += _tokens(batch)
                     self.steps += 1
@@ -94,16 +101,28 @@ def lightning_loop(model: Any, dm: Any, steps: int, warmup: int, lr: float) -> d
     module = RetrieverModule(model, lr=lr, warmup_ratio=0.1, dev=None)
     clock = _Clock(warmup)
     trainer = pl.Trainer(
-        accelerator="cpu", devices=1, max_steps=steps, logger=False, enable_checkpointing=False,
-        enable_progress_bar=False, enable_model_summary=False, callbacks=[clock.cb], num_sanity_val_steps=0,
+        accelerator="cpu",
+        devices=1,
+        max_steps=steps,
+        logger=False,
+        enable_checkpointing=False,
+        enable_progress_bar=False,
+        enable_model_summary=False,
+        callbacks=[clock.cb],
+        num_sanity_val_steps=0,
         limit_val_batches=0,
     )
     t0 = time.perf_counter()
     trainer.fit(module, datamodule=dm)
     t1 = time.perf_counter()
     c = clock.cb
-    return {"seconds": c.end - c.start, "cpu_seconds": c.cpu_end - c.cpu_start, "steps": c.steps,
-            "tokens": c.tokens, "total": t1 - t0}
+    return {
+        "seconds": c.end - c.start,
+        "cpu_seconds": c.cpu_end - c.cpu_start,
+        "steps": c.steps,
+        "tokens": c.tokens,
+        "total": t1 - t0,
+    }
 
 
 def main() -> None:
@@ -130,19 +149,27 @@ def main() -> None:
     from xqg.data.datamodules import ContrastiveDataModule
     from xqg.data.synthetic import build_world
     from xqg.models.biencoder import BiEncoder, RetrieverSpec, load_tokenizer
-    from xqg.models.tiny import TinyBertConfig, tiny_bert_backbone
-    from xqg.train_retriever import _example_texts
+    from xqg.models.tiny_bert import TinyBertConfig, tiny_bert_backbone
+    from xqg.tasks.train_retriever import _example_texts
 
     logging.getLogger("pytorch_lightning").setLevel(logging.WARNING)
     cache = Path(tempfile.mkdtemp(prefix="bench_lightning_"))
     world = build_world({"n_entities": args.entities}, cache)
     train = world.tevatron["train"]
-    tiny = TinyBertConfig(vocab_size=4000, hidden_size=args.hidden, num_layers=args.layers,
-                          num_heads=max(2, args.hidden // 64), intermediate_size=4 * args.hidden,
-                          max_position=max(160, args.p_max_len + 2), dropout=0.1)
+    tiny = TinyBertConfig(
+        vocab_size=4000,
+        hidden_size=args.hidden,
+        num_layers=args.layers,
+        num_heads=max(2, args.hidden // 64),
+        intermediate_size=4 * args.hidden,
+        max_position=max(160, args.p_max_len + 2),
+        dropout=0.1,
+    )
     path = tiny_bert_backbone(cache, tiny, lambda: _example_texts(train), "bench")
     tok = load_tokenizer(path)
-    spec = RetrieverSpec(backbone="tiny", pooling="mean", normalize=True, temperature=0.05, p_max_len=args.p_max_len)
+    spec = RetrieverSpec(
+        backbone="tiny", pooling="mean", normalize=True, temperature=0.05, p_max_len=args.p_max_len
+    )
     base = BiEncoder.from_backbone(path, spec)
     results: dict[str, list[dict[str, float]]] = {"bare": [], "lightning": []}
     for r in range(args.repeats):
@@ -150,44 +177,76 @@ def main() -> None:
         for side in order:
             pl.seed_everything(0, verbose=False)
             model = copy.deepcopy(base)
-            dm = ContrastiveDataModule(train, tok, batch_size=args.batch_size, train_n_passages=args.n_passages,
-                                       q_max_len=32, p_max_len=args.p_max_len, seed=0)
+            dm = ContrastiveDataModule(
+                train,
+                tok,
+                batch_size=args.batch_size,
+                train_n_passages=args.n_passages,
+                q_max_len=32,
+                p_max_len=args.p_max_len,
+                seed=0,
+            )
             if side == "bare":
                 dm.setup("fit")
                 results[side].append(bare_loop(model, dm.train_dataloader(), args.steps, args.warmup, 1e-3))
             else:
                 results[side].append(lightning_loop(model, dm, args.steps, args.warmup, 1e-3))
             m = results[side][-1]
-            print(f"run {r} {side:9s} {m['steps'] / m['seconds']:.2f} steps/s  {m['tokens'] / m['seconds']:.0f} "
-                  f"tokens/s  (steady {m['seconds']:.2f}s wall, {m['cpu_seconds']:.2f}s CPU; total "
-                  f"{m['total']:.2f}s)", flush=True)
+            print(
+                f"run {r} {side:9s} {m['steps'] / m['seconds']:.2f} steps/s  {m['tokens'] / m['seconds']:.0f} "
+                f"tokens/s  (steady {m['seconds']:.2f}s wall, {m['cpu_seconds']:.2f}s CPU; total "
+                f"{m['total']:.2f}s)",
+                flush=True,
+            )
 
     def med(side: str, key: str, clock: str = "seconds") -> float:
         return statistics.median(x[key] / x[clock] for x in results[side])
 
     summary: dict[str, Any] = {
-        side: {"steps_per_s": med(side, "steps"), "tokens_per_s": med(side, "tokens"),
-               "steps_per_cpu_s": med(side, "steps", "cpu_seconds"),
-               "tokens_per_cpu_s": med(side, "tokens", "cpu_seconds"),
-               "total_s": statistics.median(x["total"] for x in results[side])}
+        side: {
+            "steps_per_s": med(side, "steps"),
+            "tokens_per_s": med(side, "tokens"),
+            "steps_per_cpu_s": med(side, "steps", "cpu_seconds"),
+            "tokens_per_cpu_s": med(side, "tokens", "cpu_seconds"),
+            "total_s": statistics.median(x["total"] for x in results[side]),
+        }
         for side in results
     }
     overhead = 1.0 - summary["lightning"]["steps_per_s"] / summary["bare"]["steps_per_s"]
     cpu_overhead = 1.0 - summary["lightning"]["steps_per_cpu_s"] / summary["bare"]["steps_per_cpu_s"]
     summary["lightning_overhead_wall"] = overhead
     summary["lightning_overhead_cpu"] = cpu_overhead
-    summary["setup"] = {k: getattr(args, k) for k in ("steps", "warmup", "repeats", "threads", "batch_size",
-                                                      "n_passages", "hidden", "layers", "p_max_len", "entities")}
-    summary["machine"] = {"platform": platform.platform(), "cpus": os.cpu_count(), "torch": torch.__version__,
-                          "lightning": pl.__version__}
+    summary["setup"] = {
+        k: getattr(args, k)
+        for k in (
+            "steps",
+            "warmup",
+            "repeats",
+            "threads",
+            "batch_size",
+            "n_passages",
+            "hidden",
+            "layers",
+            "p_max_len",
+            "entities",
+        )
+    }
+    summary["machine"] = {
+        "platform": platform.platform(),
+        "cpus": os.cpu_count(),
+        "torch": torch.__version__,
+        "lightning": pl.__version__,
+    }
     b, lt = summary["bare"], summary["lightning"]
     print(f"\n{'':22s}{'bare':>10s}{'lightning':>12s}")
     print(f"{'steps/s (wall)':22s}{b['steps_per_s']:10.2f}{lt['steps_per_s']:12.2f}")
     print(f"{'tokens/s (wall)':22s}{b['tokens_per_s']:10.0f}{lt['tokens_per_s']:12.0f}")
     print(f"{'steps/CPU-s':22s}{b['steps_per_cpu_s']:10.2f}{lt['steps_per_cpu_s']:12.2f}")
     print(f"{'tokens/CPU-s':22s}{b['tokens_per_cpu_s']:10.0f}{lt['tokens_per_cpu_s']:12.0f}")
-    print(f"Lightning overhead, median of {args.repeats}: {100 * cpu_overhead:+.1f}% in CPU time, "
-          f"{100 * overhead:+.1f}% in wall time (target <= 5%)")
+    print(
+        f"Lightning overhead, median of {args.repeats}: {100 * cpu_overhead:+.1f}% in CPU time, "
+        f"{100 * overhead:+.1f}% in wall time (target <= 5%)"
+    )
     if args.json:
         args.json.write_text(json.dumps(summary, indent=2) + "\n")
 

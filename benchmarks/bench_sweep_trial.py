@@ -2,13 +2,13 @@
 
 Setup (synthetic, timed once, not part of a trial): ``--passages`` passages of ~100 pseudo-English words (DPR
 TSV; some contain dev answers so that hits happen), random passage embeddings (``--dim``, 768 = mBERT/XLM-R
-base) in an fp16 :class:`xqg.encode.EmbeddingStore`, 35 generated-query embeddings per passage (7 languages x 5)
+base) in an fp16 :class:`xqg.retrieval.encode.EmbeddingStore`, 35 generated-query embeddings per passage (7 languages x 5)
 written as 35 fp32 ``.npy`` matrices (the reference's layout, as npy instead of pickle), our fp16 prefix sums
-built from them (:func:`xqg.augment.build_query_sums`), and the 2,110 XOR-TyDi dev questions as queries (random
+built from them (:func:`xqg.retrieval.augment.build_query_sums`), and the 2,110 XOR-TyDi dev questions as queries (random
 query embeddings).
 
 Trial, ours: fuse chunk by chunk from the cached prefix sums inside the search (:class:`FusionTransform` ->
-:func:`xqg.index.search`) -> run in memory -> :func:`xqg.metrics.score_run` with its warm token cache.
+:func:`xqg.retrieval.index.search`) -> run in memory -> :func:`xqg.evaluation.metrics.score_run` with its warm token cache.
 Trial, reference: load p and the 35 fp32 query matrices -> ``(1 - alpha) * p + alpha * sum`` -> write the fused
 embeddings -> load them, faiss ``IndexFlatIP`` search -> write the run file -> read it -> score without a token
 cache (an empty token cache per trial: the official script tokenises every ctx every time; ours tokenises
@@ -75,14 +75,19 @@ def main() -> None:
 
     import faiss
 
-    from xqg.artifacts import ArtifactDir
-    from xqg.augment import FusionTransform, QuerySumsConfig, build_query_sums, reference_bytes_per_passage
+    from xqg.core.artifacts import ArtifactDir
     from xqg.data.corpus import open_corpus
-    from xqg.data.xor import read_xor_questions
-    from xqg.encode import ShardPlan, build_store, memory_rows
-    from xqg.index import search
-    from xqg.metrics import score_run
-    from xqg.runs import read_run, write_run
+    from xqg.data.formats.runs import read_run, write_run
+    from xqg.data.formats.xor import read_xor_questions
+    from xqg.evaluation.metrics import score_run
+    from xqg.retrieval.augment import (
+        FusionTransform,
+        QuerySumsConfig,
+        build_query_sums,
+        reference_bytes_per_passage,
+    )
+    from xqg.retrieval.encode import ShardPlan, build_store, memory_rows
+    from xqg.retrieval.index import search
 
     work = args.workdir
     if work.exists():

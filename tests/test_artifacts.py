@@ -5,9 +5,9 @@ from pathlib import Path
 
 import pytest
 
-from xqg.artifacts import ArtifactDir, atomic_path, atomic_write_json, file_fingerprint, fingerprint
-from xqg.errors import XqgInputError
-from xqg.languages import XOR_LANGUAGES, get_language, normalize_lang, script_share
+from xqg.core.artifacts import ArtifactDir, atomic_path, atomic_write_json, file_fingerprint, fingerprint
+from xqg.core.errors import XqgInputError
+from xqg.core.languages import XOR_LANGUAGES, get_language, normalize_lang, script_share
 
 
 def test_fingerprint_is_order_independent_for_dict_keys_and_sensitive_to_values() -> None:

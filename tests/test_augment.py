@@ -8,7 +8,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from xqg.augment import (
+from xqg.core.errors import XqgInputError
+from xqg.retrieval.augment import (
     FusionTransform,
     QuerySumsConfig,
     build_query_sums,
@@ -17,7 +18,6 @@ from xqg.augment import (
     fusion_from_config,
     query_sums_artifact,
 )
-from xqg.errors import XqgInputError
 
 LANGS = ("ar", "bn", "fi")
 DIM = 6

@@ -9,11 +9,11 @@ from pathlib import Path
 
 import numpy as np
 
-from xqg.artifacts import ArtifactDir
-from xqg.augment import FusionTransform, QuerySumsConfig, ensure_query_sums
-from xqg.encode import ShardPlan, build_store, memory_rows
-from xqg.generate import GeneratedStore, import_released
-from xqg.index import search
+from xqg.core.artifacts import ArtifactDir
+from xqg.generation.generate import GeneratedStore, import_released
+from xqg.retrieval.augment import FusionTransform, QuerySumsConfig, ensure_query_sums
+from xqg.retrieval.encode import ShardPlan, build_store, memory_rows
+from xqg.retrieval.index import search
 
 LANGS = ("ar", "bn", "fi", "ja", "ko", "ru", "te")
 DIM = 8

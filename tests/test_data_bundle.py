@@ -8,12 +8,12 @@ import pytest
 from hydra import compose, initialize_config_dir
 from omegaconf import DictConfig
 
+from xqg.core.errors import MissingResourceError, XqgInputError
 from xqg.data.bundle import derive_generator_pairs, guess_language, load_data
-from xqg.data.pairs import read_generator_pairs
+from xqg.data.formats.pairs import read_generator_pairs
+from xqg.data.formats.tevatron import write_tevatron
+from xqg.data.formats.xor import read_xor_questions
 from xqg.data.records import Passage, TrainExample
-from xqg.data.tevatron import write_tevatron
-from xqg.data.xor import read_xor_questions
-from xqg.errors import MissingResourceError, XqgInputError
 
 REPO = Path(__file__).resolve().parents[1]
 

@@ -9,9 +9,9 @@ from pathlib import Path
 
 import pytest
 
+from xqg.core.errors import XqgInputError
 from xqg.data.corpus import CorpusStore, open_corpus, write_dpr_tsv
 from xqg.data.records import Passage
-from xqg.errors import XqgInputError
 
 PASSAGES = [
     Passage("1", "Aaron", 'Aaron ( or ; ""Ahärôn"") is a prophet'),

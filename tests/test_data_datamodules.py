@@ -10,6 +10,7 @@ import torch
 from tokenizers import Tokenizer, models, normalizers, pre_tokenizers, processors, trainers
 from transformers import PreTrainedTokenizerFast
 
+from xqg.core.errors import XqgInputError
 from xqg.data.corpus import open_corpus
 from xqg.data.datamodules import (
     ContrastiveDataModule,
@@ -19,7 +20,6 @@ from xqg.data.datamodules import (
 )
 from xqg.data.records import GeneratorPair, Passage, TrainExample, passage_text
 from xqg.data.synthetic import build_world
-from xqg.errors import XqgInputError
 
 
 @pytest.fixture(scope="module")

@@ -12,9 +12,9 @@ import pyarrow.parquet as pq
 import pytest
 
 import xqg.data.sources as sources
-from xqg.data.generated import iter_released_generated, iter_released_records
+from xqg.core.errors import MissingResourceError, XqgInputError
+from xqg.data.formats.released import iter_released_generated, iter_released_records
 from xqg.data.sources import parse_hub, resolve_source
-from xqg.errors import MissingResourceError, XqgInputError
 
 
 def test_local_and_missing(tmp_path: Path) -> None:

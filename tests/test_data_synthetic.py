@@ -9,13 +9,13 @@ from pathlib import Path
 
 import pytest
 
+from xqg.core.errors import XqgInputError
+from xqg.core.languages import XOR_LANGUAGES, script_share
 from xqg.data.corpus import open_corpus
-from xqg.data.pairs import read_generator_pairs
+from xqg.data.formats.pairs import read_generator_pairs
+from xqg.data.formats.tevatron import read_tevatron
+from xqg.data.formats.xor import read_xor_questions
 from xqg.data.synthetic import WorldConfig, build_world, iter_synthetic_passages, question_templates
-from xqg.data.tevatron import read_tevatron
-from xqg.data.xor import read_xor_questions
-from xqg.errors import XqgInputError
-from xqg.languages import XOR_LANGUAGES, script_share
 
 CFG = {"seed": 7, "n_entities": 500, "passages_per_entity": 4}
 

@@ -8,10 +8,10 @@ from pathlib import Path
 
 import pytest
 
-from xqg.data.pairs import read_generator_pairs, write_generator_pairs
+from xqg.core.errors import XqgInputError
+from xqg.data.formats.pairs import read_generator_pairs, write_generator_pairs
+from xqg.data.formats.tevatron import iter_tevatron, read_tevatron, write_tevatron
 from xqg.data.records import GeneratorPair, Passage, TrainExample
-from xqg.data.tevatron import iter_tevatron, read_tevatron, write_tevatron
-from xqg.errors import XqgInputError
 
 EXAMPLES = [
     TrainExample(
@@ -108,7 +108,7 @@ def test_generator_pairs_round_trip_and_errors(tmp_path: Path) -> None:
 
 def test_tevatron_file_random_access(tmp_path: Path) -> None:
     from xqg.data.datamodules import _load_examples
-    from xqg.data.tevatron import TevatronFile
+    from xqg.data.formats.tevatron import TevatronFile
 
     path = tmp_path / "t.jsonl.gz"
     write_tevatron(path, EXAMPLES)

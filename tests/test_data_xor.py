@@ -8,9 +8,9 @@ from pathlib import Path
 
 import pytest
 
+from xqg.core.errors import XqgInputError
+from xqg.data.formats.xor import read_xor_questions, write_xor_questions
 from xqg.data.records import Question
-from xqg.data.xor import read_xor_questions, write_xor_questions
-from xqg.errors import XqgInputError
 
 
 def test_shared_dev_counts(shared_data: Path) -> None:

@@ -10,17 +10,18 @@ import numpy as np
 import pytest
 import torch
 
+from xqg.core.errors import XqgInputError
 from xqg.data.corpus import open_corpus, write_dpr_tsv
 from xqg.data.records import Passage
-from xqg.encode import EmbeddingStore, Retriever, encode_corpus, encode_queries, encode_texts
-from xqg.errors import XqgInputError
 from xqg.models.biencoder import BiEncoder, RetrieverSpec, load_retriever
-from xqg.models.tiny import TinyBertConfig, tiny_bert_backbone
+from xqg.models.tiny_bert import TinyBertConfig, tiny_bert_backbone
+from xqg.retrieval.encode import EmbeddingStore, Retriever, encode_corpus, encode_queries, encode_texts
 
 WORDS = "alpha beta gamma delta river mountain city king queen born founded capital music river sea".split()
 
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread")
+
 
 def _passages(n: int, seed: int = 0) -> list[Passage]:
     rng = random.Random(seed)

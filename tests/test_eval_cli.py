@@ -11,9 +11,9 @@ from pathlib import Path
 
 import pytest
 
-from xqg.data.jsonl import write_jsonl
-from xqg.eval_cli import main
-from xqg.runs import write_run
+from xqg.data.formats.jsonl import write_jsonl
+from xqg.data.formats.runs import write_run
+from xqg.tasks.eval_cli import main
 
 REPO = Path(__file__).resolve().parents[1]
 DEV = "xor-tydi/xor_dev_retrieve_eng_span_v1_1.jsonl"
@@ -229,7 +229,7 @@ def test_console_script_exit_code_and_single_line(small_world):
     w = small_world
     (w / "bad.json").write_text("[\n{oops}\n]")
     exe = Path(sys.executable).with_name("xqg-eval")
-    cmd = [str(exe)] if exe.exists() else [sys.executable, "-m", "xqg.eval_cli"]
+    cmd = [str(exe)] if exe.exists() else [sys.executable, "-m", "xqg.tasks.eval_cli"]
     proc = subprocess.run(
         [*cmd, "--questions", str(w / "q.jsonl"), "--predictions", str(w / "bad.json")],
         capture_output=True,

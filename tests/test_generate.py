@@ -9,11 +9,11 @@ from pathlib import Path
 import pytest
 import torch
 
-import xqg.generate as gen
+import xqg.generation.generate as gen
+from xqg.core.errors import XqgInputError
 from xqg.data.corpus import open_corpus, write_dpr_tsv
 from xqg.data.records import Passage
-from xqg.errors import XqgInputError
-from xqg.generate import (
+from xqg.generation.generate import (
     DecodingConfig,
     GeneratedStore,
     generate_queries,
@@ -225,7 +225,7 @@ def test_decoding_config_rejects_unknown_fields() -> None:
 def test_ensure_generated_imports_released_queries_when_configured(tmp_path: Path) -> None:
     from omegaconf import OmegaConf
 
-    from xqg.generate import ensure_generated
+    from xqg.generation.generate import ensure_generated
 
     path = tmp_path / "released.jsonl.gz"
     with gzip.open(path, "wt", encoding="utf-8") as f:
@@ -244,7 +244,7 @@ def test_ensure_generated_imports_released_queries_when_configured(tmp_path: Pat
 
 
 def test_candidate_sampler_follows_top_k_and_top_p() -> None:
-    from xqg.generate import _CandidateSampler
+    from xqg.generation.generate import _CandidateSampler
 
     logits = torch.log(torch.tensor([[0.05, 0.5, 0.3, 0.15]])).repeat(2000, 1)
     draw = _CandidateSampler(2, None, 1.0, torch.Generator().manual_seed(0)).draw(logits)

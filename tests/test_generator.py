@@ -14,11 +14,11 @@ import pytest
 import torch
 from hydra import compose, initialize_config_dir
 
-import xqg.train_generator as tg
+import xqg.tasks.train_generator as tg
+from xqg.core.languages import XOR_LANGUAGES, script_share
 from xqg.data.bundle import load_data
 from xqg.data.corpus import open_corpus
-from xqg.generate import GeneratedStore, ensure_generated
-from xqg.languages import XOR_LANGUAGES, script_share
+from xqg.generation.generate import GeneratedStore, ensure_generated
 from xqg.models.generator_module import SPEC_FILE, GeneratorSpec
 from xqg.models.tiny_t5 import train_tokenizer
 
@@ -126,7 +126,7 @@ def test_tokenizer_round_trips_every_script_and_unseen_characters() -> None:
 
 def test_sampling_loop_with_top_k_1_equals_transformers_greedy(trained) -> None:
     """Our incremental decoding loop (KV cache, finished rows dropped from the batch) against ``generate``."""
-    from xqg.generate import DecodingConfig, QueryGenerator
+    from xqg.generation.generate import DecodingConfig, QueryGenerator
 
     cfg, corpus, _ = trained
     g = QueryGenerator(tg.train_or_load(cfg), device="cpu")

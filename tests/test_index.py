@@ -7,11 +7,11 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from xqg.artifacts import ArtifactDir
-from xqg.encode import EmbeddingStore, ShardPlan, build_store, memory_rows
-from xqg.errors import XqgInputError
-from xqg.index import gpu_available, search
-from xqg.runs import read_run, write_run
+from xqg.core.artifacts import ArtifactDir
+from xqg.core.errors import XqgInputError
+from xqg.data.formats.runs import read_run, write_run
+from xqg.retrieval.encode import EmbeddingStore, ShardPlan, build_store, memory_rows
+from xqg.retrieval.index import gpu_available, search
 
 
 def _brute_force(q: np.ndarray, p: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:

@@ -10,11 +10,12 @@ import statistics
 
 import pytest
 
-from xqg import metrics
-from xqg.data.jsonl import write_jsonl
+from xqg.core.errors import MissingResourceError, XqgInputError
+from xqg.data.formats.jsonl import write_jsonl
+from xqg.data.formats.runs import write_run
 from xqg.data.records import Question
-from xqg.errors import MissingResourceError, XqgInputError
-from xqg.metrics import (
+from xqg.evaluation import metrics
+from xqg.evaluation.metrics import (
     EvalResult,
     TokenCache,
     ensure_punkt,
@@ -23,7 +24,6 @@ from xqg.metrics import (
     score_run,
     tokenize_text,
 )
-from xqg.runs import write_run
 
 DEV = "xor-tydi/xor_dev_retrieve_eng_span_v1_1.jsonl"
 
@@ -123,7 +123,7 @@ def test_match_is_case_sensitive_substring_of_the_tokenised_text():
 def test_language_comes_from_the_prediction_with_a_warning(caplog):
     qs = [q("a", ["Tokyo"], lang="ja"), q("b", ["Seoul"], lang="ko")]
     ps = [pred("a", ["Tokyo"], lang="ko"), pred("b", ["Seoul"], lang="ko")]
-    with caplog.at_level(logging.WARNING, logger="xqg.metrics"):
+    with caplog.at_level(logging.WARNING, logger="xqg.evaluation.metrics"):
         res = evaluate_predictions(qs, ps, ks=(2,))
     assert res.counts == {"ko": 2}
     assert res.lang_mismatch == [("a", "ko", "ja")]

@@ -14,9 +14,10 @@ import pytest
 from hydra import compose, initialize_config_dir
 from omegaconf import DictConfig
 
-from xqg import pipeline, tracking
-from xqg.encode import EmbeddingStore
-from xqg.runs import read_run
+from xqg.data.formats.runs import read_run
+from xqg.retrieval.encode import EmbeddingStore
+from xqg.tasks import evaluate as pipeline
+from xqg.tasks import tracking
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
@@ -135,8 +136,8 @@ def test_settings_that_matter_rebuild_and_others_reuse(first_run: dict, cache: P
 
 
 def test_bad_settings_fail_with_one_line_naming_the_field(cache: Path, tmp_path: Path) -> None:
+    from xqg.core.errors import XqgInputError
     from xqg.data.bundle import load_data
-    from xqg.errors import XqgInputError
 
     cfg = _compose(cache, tmp_path, "retrieval.split=val")
     with pytest.raises(XqgInputError, match=r"field 'retrieval.split': must be dev or test"):

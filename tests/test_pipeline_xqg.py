@@ -14,9 +14,9 @@ import pytest
 from omegaconf import DictConfig
 
 from test_pipeline import _compose
-from xqg import pipeline
 from xqg.data.corpus import open_corpus
-from xqg.runs import read_run
+from xqg.data.formats.runs import read_run
+from xqg.tasks import evaluate as pipeline
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread")
 

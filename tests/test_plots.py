@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from xqg.plots import best_vs_baseline_table, curve, paper_plots, xqg_table
+from xqg.evaluation.plots import best_vs_baseline_table, curve, paper_plots, xqg_table
 
 
 def _rec(alpha: float, n: int, ar: float, ja: float, **extra: object) -> dict:
@@ -54,8 +54,12 @@ def test_paper_plots_and_table(tmp_path: Path) -> None:
     # when alpha = 0 wins the study, the best xQG trial by objective is still shown against it
     scored = [dict(r, objective=r["metrics"]["R@2kt"]["macro"]) for r in GRID]
     lost = best_vs_baseline_table(scored, {"augmentation.alpha": 0.0, "augmentation.n": 1}, fmt="markdown")
-    assert lost is not None and "| +xQG (alpha=0.01, n=1) | R@2kt | 42.00 | 31.00 | 36.50 |" in lost.splitlines()
-    assert best_vs_baseline_table(GRID, {"augmentation.alpha": 0.0, "augmentation.n": 1}) is None  # no objective
+    assert (
+        lost is not None and "| +xQG (alpha=0.01, n=1) | R@2kt | 42.00 | 31.00 | 36.50 |" in lost.splitlines()
+    )
+    assert (
+        best_vs_baseline_table(GRID, {"augmentation.alpha": 0.0, "augmentation.n": 1}) is None
+    )  # no objective
     # markers in Comparison.marker_map form are accepted too
     t2 = xqg_table(GRID[0]["metrics"], GRID[3]["metrics"], markers={("R@2kt", "ja"): "†"})
     assert "29.00†" in t2 and "44.00†" not in t2

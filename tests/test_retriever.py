@@ -14,10 +14,10 @@ import torch
 from hydra import compose, initialize_config_dir
 from omegaconf import DictConfig
 
-from xqg.errors import XqgInputError
+from xqg.core.errors import XqgInputError
 from xqg.models.biencoder import SPEC_FILE, BiEncoder, RetrieverSpec, load_retriever
 from xqg.models.retriever_module import ContrastiveOutput, contrastive_loss, linear_warmup_decay
-from xqg.models.tiny import TinyBertConfig, build_tiny_bert, tiny_bert_backbone, train_wordpiece
+from xqg.models.tiny_bert import TinyBertConfig, build_tiny_bert, tiny_bert_backbone, train_wordpiece
 
 CONF = Path(__file__).resolve().parents[1] / "conf"
 SCRIPTS = {
@@ -35,10 +35,13 @@ SCRIPTS = {
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
+
 @pytest.fixture(scope="module")
 def tiny_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
     texts = list(SCRIPTS.values()) * 3
-    return tiny_bert_backbone(tmp_path_factory.mktemp("tiny"), TinyBertConfig(vocab_size=400), lambda: texts, "t1")
+    return tiny_bert_backbone(
+        tmp_path_factory.mktemp("tiny"), TinyBertConfig(vocab_size=400), lambda: texts, "t1"
+    )
 
 
 def _batch(tok: object, texts: list[str], max_len: int = 32) -> dict[str, torch.Tensor]:
@@ -70,13 +73,22 @@ def test_tiny_backbone_is_cached_by_texts_and_config(tmp_path: Path) -> None:
     b = tiny_bert_backbone(tmp_path, cfg, source, "fp-a")
     assert a == b and len(calls) == 1 and (a / "manifest.json").exists()
     assert tiny_bert_backbone(tmp_path, cfg, source, "fp-b") != a  # other training text
-    assert tiny_bert_backbone(tmp_path, TinyBertConfig(vocab_size=301, hidden_size=32, num_heads=2,
-                                                       intermediate_size=64), source, "fp-a") != a
+    assert (
+        tiny_bert_backbone(
+            tmp_path,
+            TinyBertConfig(vocab_size=301, hidden_size=32, num_heads=2, intermediate_size=64),
+            source,
+            "fp-a",
+        )
+        != a
+    )
     # seeded: the same config builds the same weights without touching the global RNG
     state = torch.random.get_rng_state()
     m1, m2 = build_tiny_bert(cfg, 50), build_tiny_bert(cfg, 50)
     assert torch.equal(torch.random.get_rng_state(), state)
-    assert all(torch.equal(x, y) for x, y in zip(m1.state_dict().values(), m2.state_dict().values(), strict=True))
+    assert all(
+        torch.equal(x, y) for x, y in zip(m1.state_dict().values(), m2.state_dict().values(), strict=True)
+    )
 
 
 # -- bi-encoder ------------------------------------------------------------------------------------------------
@@ -130,7 +142,9 @@ def test_plain_hf_checkpoint_loads_with_reference_defaults(tiny_dir: Path, tmp_p
     b = _batch(tok, list(SCRIPTS.values()))
     with torch.no_grad():
         ref = hf(**b).last_hidden_state[:, 0]
-        assert torch.allclose(model.eval().encode_passage(b["input_ids"], b["attention_mask"]), ref, atol=1e-6)
+        assert torch.allclose(
+            model.eval().encode_passage(b["input_ids"], b["attention_mask"]), ref, atol=1e-6
+        )
 
 
 def test_bad_spec_file_is_one_clear_error(tiny_dir: Path, tmp_path: Path) -> None:
@@ -148,7 +162,9 @@ def test_contrastive_loss_is_tevatrons() -> None:
     scores = q @ p.T / 0.5
     expected = torch.nn.functional.cross_entropy(scores, torch.tensor([0, 4, 8]))
     assert out.n_passages == 4 and torch.allclose(out.loss, expected)
-    assert out.accuracy.item() == pytest.approx(float((scores.argmax(1) == torch.tensor([0, 4, 8])).float().mean()))
+    assert out.accuracy.item() == pytest.approx(
+        float((scores.argmax(1) == torch.tensor([0, 4, 8])).float().mean())
+    )
     with pytest.raises(ValueError, match="multiple of queries"):
         contrastive_loss(q, p[:11])
 
@@ -205,14 +221,25 @@ def test_experiments_compose_with_the_paper_recipe() -> None:
         t, b = cfg.train, cfg.backbone
         assert (cfg.data.name, b.name_or_path) == (data, model), exp
         assert (b.pooling, b.shared, b.normalize, b.temperature, b.q_max_len, b.p_max_len) == (
-            "cls", True, False, 1.0, 32, 128)
+            "cls",
+            True,
+            False,
+            1.0,
+            32,
+            128,
+        )
         assert (t.batch_size, t.train_n_passages, t.lr, t.epochs, t.warmup_ratio) == (128, 8, 1e-5, 40, 0.1)
         assert (cfg.trainer.accelerator, cfg.trainer.precision) == ("gpu", "16-mixed")
     demo = _compose(["experiment=demo"])
     assert (demo.data.name, demo.backbone.name, demo.trainer.accelerator) == ("synthetic", "tiny", "cpu")
     # groups compose: backbone x data x trainer
     cfg = _compose(["backbone=xlmr", "data=nq", "trainer=ddp", "trainer.devices=4"])
-    assert (cfg.backbone.name, cfg.data.name, cfg.trainer.strategy, cfg.trainer.devices) == ("xlmr", "nq", "ddp", 4)
+    assert (cfg.backbone.name, cfg.data.name, cfg.trainer.strategy, cfg.trainer.devices) == (
+        "xlmr",
+        "nq",
+        "ddp",
+        4,
+    )
     # evaluate.py composes the same groups, so it finds the same checkpoint
     ev = _compose(["experiment=paper_mbert"], name="evaluate")
     assert ev.train.lr == 1e-5 and ev.backbone.name == "mbert"
@@ -243,7 +270,7 @@ def _csv_rows(run_dir: Path) -> list[dict[str, str]]:
 
 @pytest.fixture(scope="module")
 def trained(tmp_path_factory: pytest.TempPathFactory) -> dict[str, object]:
-    from xqg.train_retriever import train_or_load
+    from xqg.tasks.train_retriever import train_or_load
 
     cache = tmp_path_factory.mktemp("cache")
     run_dir = tmp_path_factory.mktemp("run")
@@ -254,7 +281,7 @@ def trained(tmp_path_factory: pytest.TempPathFactory) -> dict[str, object]:
 
 
 def test_training_lowers_the_loss_and_beats_the_untrained_model(trained: dict) -> None:
-    from xqg.artifacts import Manifest
+    from xqg.core.artifacts import Manifest
 
     path, run_dir = Path(trained["path"]), Path(trained["run_dir"])
     m = Manifest.from_dict(json.loads((path / "manifest.json").read_text()))
@@ -279,7 +306,7 @@ def test_training_lowers_the_loss_and_beats_the_untrained_model(trained: dict) -
 
 
 def test_trained_checkpoint_is_reused_and_a_changed_hyperparameter_retrains(trained: dict) -> None:
-    from xqg.train_retriever import artifact_for, train_or_load
+    from xqg.tasks.train_retriever import artifact_for, train_or_load
 
     cache, cfg = Path(trained["cache"]), trained["cfg"]
     mtime = (Path(trained["path"]) / "manifest.json").stat().st_mtime_ns
@@ -287,16 +314,23 @@ def test_trained_checkpoint_is_reused_and_a_changed_hyperparameter_retrains(trai
     assert (Path(trained["path"]) / "manifest.json").stat().st_mtime_ns == mtime
     base = artifact_for(cfg).fingerprint
     assert artifact_for(_train_cfg(cache, ["trainer.log_every_n_steps=5"])).fingerprint == base
-    for change in ["train.lr=5e-4", "train.seed=1", "backbone.pooling=cls", "train.train_n_passages=2",
-                   "trainer.precision=bf16-mixed", "trainer.accumulate_grad_batches=2", "train.source=english"]:
+    for change in [
+        "train.lr=5e-4",
+        "train.seed=1",
+        "backbone.pooling=cls",
+        "train.train_n_passages=2",
+        "trainer.precision=bf16-mixed",
+        "trainer.accumulate_grad_batches=2",
+        "train.source=english",
+    ]:
         assert artifact_for(_train_cfg(cache, [change])).fingerprint != base, change
 
 
 def test_killed_run_resumes_from_the_last_checkpoint(trained: dict, tmp_path: Path) -> None:
     """A 3-epoch run that finds the 2-epoch run's last.ckpt (what a kill after epoch 2 leaves) trains only the
     third epoch."""
-    from xqg.artifacts import Manifest
-    from xqg.train_retriever import artifact_for, train_or_load
+    from xqg.core.artifacts import Manifest
+    from xqg.tasks.train_retriever import artifact_for, train_or_load
 
     cache = Path(trained["cache"])
     cfg3 = _train_cfg(cache, ["train.epochs=3", "train.dev.every_n_epochs=5"])
@@ -315,11 +349,11 @@ def test_killed_run_resumes_from_the_last_checkpoint(trained: dict, tmp_path: Pa
 
 
 def test_bad_training_config_is_one_clear_error(tmp_path: Path) -> None:
-    from xqg.train_retriever import train_or_load
+    from xqg.tasks.train_retriever import train_or_load
 
     with pytest.raises(XqgInputError, match=r"train\.source"):
         train_or_load(_train_cfg(tmp_path, ["train.source=french"]))
     with pytest.raises(XqgInputError, match=r"trainer\.not_a_flag"):
-        from xqg.train_retriever import trainer_kwargs
+        from xqg.tasks.train_retriever import trainer_kwargs
 
         trainer_kwargs(_train_cfg(tmp_path, ["+trainer.not_a_flag=1"]))

@@ -19,10 +19,21 @@ REPO = Path(__file__).resolve().parents[1]
 def test_train_py_ddp_on_two_cpu_processes(tmp_path: Path) -> None:
     env = {**os.environ, "XQG_CACHE": str(tmp_path / "cache"), "OMP_NUM_THREADS": "1"}
     cmd = [
-        sys.executable, str(REPO / "train.py"), "experiment=demo", "logger=csv", f"paths.log_dir={tmp_path / 'out'}",
-        "trainer=ddp", "trainer.accelerator=cpu", "trainer.devices=2", "trainer.precision=32-true",
-        "data.world.n_entities=40", "backbone.tiny.vocab_size=1000", "backbone.p_max_len=48",
-        "train.batch_size=8", "train.epochs=1", "train.dev.max_passages=300",
+        sys.executable,
+        str(REPO / "train.py"),
+        "experiment=demo",
+        "logger=csv",
+        f"paths.log_dir={tmp_path / 'out'}",
+        "trainer=ddp",
+        "trainer.accelerator=cpu",
+        "trainer.devices=2",
+        "trainer.precision=32-true",
+        "data.world.n_entities=40",
+        "backbone.tiny.vocab_size=1000",
+        "backbone.p_max_len=48",
+        "train.batch_size=8",
+        "train.epochs=1",
+        "train.dev.max_passages=300",
     ]
     res = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=300, cwd=tmp_path)
     assert res.returncode == 0, res.stderr[-3000:]

@@ -6,8 +6,8 @@ import gzip
 
 import pytest
 
-from xqg.errors import XqgInputError
-from xqg.runs import read_run, write_run
+from xqg.core.errors import XqgInputError
+from xqg.data.formats.runs import read_run, write_run
 
 
 def test_tevatron_run_is_ranked_by_score_ties_in_file_order(tmp_path):

@@ -9,9 +9,9 @@ import numpy as np
 import pytest
 from scipy.stats import t as t_dist
 
-from xqg.errors import XqgInputError
-from xqg.metrics import EvalResult
-from xqg.significance import compare, paired_randomization, paired_ttest
+from xqg.core.errors import XqgInputError
+from xqg.evaluation.metrics import EvalResult
+from xqg.evaluation.significance import compare, paired_randomization, paired_ttest
 
 
 def test_paired_ttest_matches_the_textbook_formula():
@@ -99,7 +99,7 @@ def test_markers_and_errors():
 
 
 def test_report_tables_from_saved_results():
-    from xqg.report import metrics_of_results, paper_table
+    from xqg.evaluation.report import metrics_of_results, paper_table
 
     a = {"R@2kt": {"ar": 40.0, "te": 50.0, "macro": 45.0, "count": {"ar": 3, "te": 2}}, "compare": {}}
     b = {

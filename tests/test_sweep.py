@@ -14,8 +14,8 @@ import optuna
 import pytest
 from hydra import compose, initialize_config_dir
 
-from xqg.errors import XqgInputError
-from xqg.sweep import (
+from xqg.core.errors import XqgInputError
+from xqg.tasks.sweep import (
     load_trial_records,
     objective_value,
     split_from_config,
@@ -106,7 +106,7 @@ def test_study_report_and_importance_fallback(tmp_path: Path) -> None:
 def test_study_plots_and_trials_go_to_the_tracker(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     from omegaconf import OmegaConf
 
-    from xqg import sweep, tracking
+    from xqg.tasks import sweep, tracking
 
     trackers: list[tracking.Tracker] = []
 
@@ -175,7 +175,7 @@ TOY_APP = textwrap.dedent(
     """
     import hydra
     from omegaconf import DictConfig
-    from xqg.sweep import objective_value, write_trial_record
+    from xqg.tasks.sweep import objective_value, write_trial_record
 
     @hydra.main(config_path="conf", config_name="toy")
     def main(cfg: DictConfig):

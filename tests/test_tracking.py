@@ -8,8 +8,8 @@ import pytest
 import yaml
 from omegaconf import OmegaConf
 
-from xqg.errors import XqgInputError
-from xqg.tracking import Tracker, lightning_loggers, resolved_config, start_run, wandb_mode
+from xqg.core.errors import XqgInputError
+from xqg.tasks.tracking import Tracker, lightning_loggers, resolved_config, start_run, wandb_mode
 
 
 def _cfg(**logger: object) -> object:

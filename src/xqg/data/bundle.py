@@ -16,16 +16,16 @@ from collections.abc import Iterable, Iterator, Mapping
 from pathlib import Path
 from typing import Any
 
-from xqg.artifacts import ArtifactDir, file_fingerprint
-from xqg.config import plain
-from xqg.data.pairs import write_generator_pairs
+from xqg.core.artifacts import ArtifactDir, file_fingerprint
+from xqg.core.config import plain
+from xqg.core.errors import XqgInputError
+from xqg.core.languages import XOR_LANGUAGES, normalize_lang, script_share
+from xqg.core.staging import staged_artifact
+from xqg.data.formats.pairs import write_generator_pairs
+from xqg.data.formats.tevatron import iter_tevatron
+from xqg.data.formats.xor import iter_xor_questions
 from xqg.data.records import GeneratorPair
 from xqg.data.sources import resolve_source
-from xqg.data.staging import staged_artifact
-from xqg.data.tevatron import iter_tevatron
-from xqg.data.xor import iter_xor_questions
-from xqg.errors import XqgInputError
-from xqg.languages import XOR_LANGUAGES, normalize_lang, script_share
 
 PAIRS_CODE_VERSION = "1"
 _FILE_KEYS = {

@@ -24,12 +24,12 @@ from typing import IO, Any
 
 import numpy as np
 
-from xqg.artifacts import ArtifactDir, atomic_path, file_fingerprint
-from xqg.data.jsonl import Fields, close_writer, open_write_binary
+from xqg.core.artifacts import ArtifactDir, atomic_path, file_fingerprint
+from xqg.core.errors import XqgInputError
+from xqg.core.progress import progress_bar
+from xqg.core.staging import staged_artifact
+from xqg.data.formats.jsonl import Fields, close_writer, open_write_binary
 from xqg.data.records import Passage
-from xqg.data.staging import staged_artifact
-from xqg.errors import XqgInputError
-from xqg.progress import progress_bar
 
 #: Bump when the store layout or the parsing changes: old stores are then rebuilt, never reused.
 CODE_VERSION = "1"
@@ -252,7 +252,7 @@ class _Rows:
 
 
 def _build(path: Path, fmt: str, art: ArtifactDir, source_fp: str) -> None:
-    """Stream the corpus into a staging folder, then move it into place (see :mod:`xqg.data.staging`)."""
+    """Stream the corpus into a staging folder, then move it into place (see :mod:`xqg.core.staging`)."""
     with staged_artifact(art) as staging:
         folder = staging.path
         writers = [_BlobWriter(folder, name) for name in _FIELDS]

@@ -23,11 +23,11 @@ import pytorch_lightning as pl
 import torch
 from torch.utils.data import DataLoader, Dataset, Sampler
 
-from xqg.data.pairs import read_generator_pairs
+from xqg.core.errors import XqgInputError
+from xqg.core.languages import get_language
+from xqg.data.formats.pairs import read_generator_pairs
+from xqg.data.formats.tevatron import TevatronFile
 from xqg.data.records import GeneratorPair, Passage, TrainExample, passage_text
-from xqg.data.tevatron import TevatronFile
-from xqg.errors import XqgInputError
-from xqg.languages import get_language
 
 DEFAULT_PROMPT = "Generate a {language} question for this passage: {title} {passage}"
 PathLike = str | Path
@@ -279,7 +279,7 @@ class ContrastiveDataModule(pl.LightningDataModule):
 def format_prompt(template: str, lang: str, title: str, passage: str) -> str:
     """The generator input, e.g. ``Generate a Japanese question for this passage: {title} {passage}``.
 
-    Placeholders: ``{language}`` (English name from :mod:`xqg.languages`), ``{lang}`` (code), ``{title}``,
+    Placeholders: ``{language}`` (English name from :mod:`xqg.core.languages`), ``{lang}`` (code), ``{title}``,
     ``{passage}``.
     """
     language = get_language(lang)

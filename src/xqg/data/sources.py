@@ -24,9 +24,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from xqg.config import plain
-from xqg.errors import MissingResourceError, XqgInputError
-from xqg.progress import progress_bar
+from xqg.core.config import plain
+from xqg.core.errors import MissingResourceError, XqgInputError
+from xqg.core.progress import progress_bar
 
 _TRUE = ("1", "true", "yes", "on")
 

@@ -24,17 +24,17 @@ from importlib import resources
 from pathlib import Path
 from typing import Any
 
-from xqg.artifacts import ArtifactDir, atomic_write_text
-from xqg.config import dataclass_from_mapping
+from xqg.core.artifacts import ArtifactDir, atomic_write_text
+from xqg.core.config import dataclass_from_mapping
+from xqg.core.errors import XqgInputError
+from xqg.core.languages import XOR_LANGUAGES
+from xqg.core.progress import progress
+from xqg.core.staging import staged_artifact
 from xqg.data.corpus import write_dpr_tsv
-from xqg.data.pairs import write_generator_pairs
+from xqg.data.formats.pairs import write_generator_pairs
+from xqg.data.formats.tevatron import write_tevatron
+from xqg.data.formats.xor import write_xor_questions
 from xqg.data.records import GeneratorPair, Passage, Question, TrainExample
-from xqg.data.staging import staged_artifact
-from xqg.data.tevatron import write_tevatron
-from xqg.data.xor import write_xor_questions
-from xqg.errors import XqgInputError
-from xqg.languages import XOR_LANGUAGES
-from xqg.progress import progress
 
 #: Bump when generation changes: cached worlds are then rebuilt.
 CODE_VERSION = "2"

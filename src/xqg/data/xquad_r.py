@@ -21,15 +21,15 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from xqg.artifacts import ArtifactDir, atomic_write_text, file_fingerprint
+from xqg.core.artifacts import ArtifactDir, atomic_write_text, file_fingerprint
+from xqg.core.errors import XqgInputError
+from xqg.core.languages import normalize_lang
+from xqg.core.staging import staged_artifact
 from xqg.data.corpus import write_dpr_tsv
-from xqg.data.pairs import write_generator_pairs
+from xqg.data.formats.pairs import write_generator_pairs
+from xqg.data.formats.tevatron import write_tevatron
+from xqg.data.formats.xor import write_xor_questions
 from xqg.data.records import GeneratorPair, Passage, Question, TrainExample
-from xqg.data.staging import staged_artifact
-from xqg.data.tevatron import write_tevatron
-from xqg.data.xor import write_xor_questions
-from xqg.errors import XqgInputError
-from xqg.languages import normalize_lang
 
 CODE_VERSION = "1"
 XQUAD_R_LANGUAGES: tuple[str, ...] = ("ar", "de", "el", "es", "hi", "ru", "th", "tr", "vi", "zh")

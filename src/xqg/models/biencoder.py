@@ -19,8 +19,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from xqg.artifacts import atomic_write_json
-from xqg.errors import XqgInputError
+from xqg.core.artifacts import atomic_write_json
+from xqg.core.errors import XqgInputError
 
 SPEC_FILE = "xqg_retriever.json"
 # Tevatron's layout for untied encoders, so its checkpoints load too.
@@ -82,7 +82,7 @@ class RetrieverSpec:
 
 def quiet_hf_progress() -> None:
     """Turn off HF's per-load/save progress bars unless xqg shows progress (they flood logs and CI output)."""
-    from xqg.progress import progress_enabled
+    from xqg.core.progress import progress_enabled
 
     if not progress_enabled():
         from transformers.utils import logging as hf_logging

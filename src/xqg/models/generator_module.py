@@ -3,7 +3,7 @@
 Works over ``AutoModelForSeq2SeqLM`` so the same code trains ``google/mt5-base`` (the paper), ``google/mt5-small``,
 continues from the released ``ielabgroup/xor-tydi-docTquery-mt5-base``, or a local folder (the tiny T5 of
 :mod:`xqg.models.tiny_t5`). Defaults are the paper's recipe: AdamW, lr 1e-4, linear decay, 2,000 steps
-(effective batch 128 is set by the trainer's gradient accumulation, see :mod:`xqg.train_generator`).
+(effective batch 128 is set by the trainer's gradient accumulation, see :mod:`xqg.tasks.train_generator`).
 
 A saved checkpoint is a plain HF folder (``save_pretrained`` model + tokenizer) plus ``xqg_generator.json``
 (:class:`GeneratorSpec`: prompt template and max lengths), so generation uses exactly the prompt the model was
@@ -20,7 +20,7 @@ from typing import Any
 import pytorch_lightning as pl
 import torch
 
-from xqg.artifacts import atomic_write_json
+from xqg.core.artifacts import atomic_write_json
 
 SPEC_FILE = "xqg_generator.json"
 #: The paper's prompt (Zhuang et al., SIGIR 2023); ``{language}`` is the English language name.
@@ -69,8 +69,8 @@ class GeneratorModule(pl.LightningModule):
         if model is None:
             from transformers import AutoModelForSeq2SeqLM
 
-            from xqg.errors import MissingResourceError
-            from xqg.generate import missing_model_message
+            from xqg.core.errors import MissingResourceError
+            from xqg.generation.generate import missing_model_message
 
             try:
                 model = AutoModelForSeq2SeqLM.from_pretrained(model_name_or_path)

@@ -13,9 +13,9 @@ from typing import Any, overload
 
 import numpy as np
 
-from xqg.data.jsonl import Fields, iter_jsonl, iter_jsonl_lines, write_jsonl
+from xqg.core.languages import normalize_lang
+from xqg.data.formats.jsonl import Fields, iter_jsonl, iter_jsonl_lines, write_jsonl
 from xqg.data.records import Passage, TrainExample
-from xqg.languages import normalize_lang
 
 
 def _passages(f: Fields, field: str, *, required: bool) -> list[Passage]:

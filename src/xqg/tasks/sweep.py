@@ -11,7 +11,7 @@ The search itself is Hydra's Optuna sweeper (``python evaluate.py -m ... sweep=a
   metrics, significance markers vs alpha = 0), the input of the study's plots.
 * :func:`write_study_report` / :class:`StudyReportCallback`: at the end of a multirun, ``<sweep dir>/study/``
   gets ``study_summary.json`` (best parameters / Pareto front), ``trials.csv``, Optuna's importance and slice
-  plots and the paper-style R@kt-vs-alpha and R@kt-vs-n plots (:mod:`xqg.plots`).
+  plots and the paper-style R@kt-vs-alpha and R@kt-vs-n plots (:mod:`xqg.evaluation.plots`).
 """
 
 from __future__ import annotations
@@ -25,9 +25,9 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any, TypeVar
 
-from xqg.artifacts import atomic_write_json, atomic_write_text
-from xqg.config import plain
-from xqg.errors import XqgInputError
+from xqg.core.artifacts import atomic_write_json, atomic_write_text
+from xqg.core.config import plain
+from xqg.core.errors import XqgInputError
 
 log = logging.getLogger(__name__)
 
@@ -269,7 +269,7 @@ def optuna_plots(
     logging.getLogger("matplotlib.category").setLevel(logging.WARNING)
     from optuna.visualization import matplotlib as ovm
 
-    warnings.filterwarnings("ignore", category=ExperimentalWarning, module="xqg.sweep")
+    warnings.filterwarnings("ignore", category=ExperimentalWarning, module="xqg.tasks.sweep")
 
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
@@ -308,7 +308,7 @@ def write_study_report(
 ) -> dict[str, Any]:
     """``study_summary.json``, ``trials.csv``, Optuna plots and (from trial records) the paper-style plots and
     the baseline-vs-best table (``table.md``, when the records carry alpha = 0 and the best setting)."""
-    from xqg import plots
+    from xqg.evaluation import plots
 
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
@@ -386,7 +386,7 @@ class StudyReportCallback(_HydraCallback):  # type: ignore[misc,valid-type]
 def _log_study(config: Any, summary: Mapping[str, Any]) -> None:
     """The study's plots, trials table and best setting as one W&B run in the study's group (job type
     ``study``), beside the trials' own runs; nothing when tracking is off."""
-    from xqg.tracking import start_run
+    from xqg.tasks.tracking import start_run
 
     if "logger" not in config:
         return

@@ -22,11 +22,11 @@ from typing import Any
 
 from omegaconf import DictConfig
 
-from xqg.artifacts import ArtifactDir, atomic_write_json, fingerprint
-from xqg.config import plain
-from xqg.encode import EmbeddingStore, Retriever, encode_corpus, encode_queries, resolve_device
-from xqg.errors import XqgInputError
-from xqg.index import SearchResult, Transform, search
+from xqg.core.artifacts import ArtifactDir, atomic_write_json, fingerprint
+from xqg.core.config import plain
+from xqg.core.errors import XqgInputError
+from xqg.retrieval.encode import EmbeddingStore, Retriever, encode_corpus, encode_queries, resolve_device
+from xqg.retrieval.index import SearchResult, Transform, search
 
 log = logging.getLogger(__name__)
 Run = dict[str, list[tuple[str, float]]]
@@ -50,7 +50,7 @@ class Inputs:
 # -- stages -----------------------------------------------------------------------------------------------------
 def load_questions(cfg: DictConfig, data: Any) -> list[Any]:
     """The questions of ``retrieval.split`` (dev or test) in the bundle's languages."""
-    from xqg.data.xor import read_xor_questions
+    from xqg.data.formats.xor import read_xor_questions
 
     split = str(cfg.retrieval.split)
     if split not in ("dev", "test"):
@@ -66,7 +66,7 @@ def retriever_checkpoint(cfg: DictConfig) -> str:
     for this config, trained now or reused from the cache."""
     if cfg.retrieval.get("checkpoint"):
         return str(cfg.retrieval.checkpoint)
-    from xqg.train_retriever import train_or_load
+    from xqg.tasks.train_retriever import train_or_load
 
     return str(train_or_load(cfg))
 
@@ -129,7 +129,7 @@ def cached_search(
 ) -> Run:
     """:func:`search_run`, remembered as a run file in ``<cache>/runs/<fp>/`` (fp: embeddings, questions, depth
     and the fusion settings), so the baseline is searched once for a whole sweep and a repeated trial is free."""
-    from xqg.runs import read_run, write_run
+    from xqg.data.formats.runs import read_run, write_run
 
     art = ArtifactDir.for_spec(
         cfg.paths.cache_dir,
@@ -158,7 +158,7 @@ def cached_search(
 
 
 def write_runs(cfg: DictConfig, run: Run, out_dir: Path) -> dict[str, str]:
-    from xqg.runs import write_run
+    from xqg.data.formats.runs import write_run
 
     written = {}
     for fmt in cfg.retrieval.run_formats:
@@ -175,8 +175,8 @@ def write_runs(cfg: DictConfig, run: Run, out_dir: Path) -> dict[str, str]:
 def score(cfg: DictConfig, inputs: Inputs, run: Run) -> Any:
     """Official XOR-Retrieve R@kt with the ``metrics`` group's settings; passage tokens are cached (under
     ``metrics.token_cache_dir``) across runs and sweep trials."""
-    from xqg.metrics import score_run
-    from xqg.scoring import options_from_config
+    from xqg.evaluation.metrics import score_run
+    from xqg.tasks.score import options_from_config
 
     o = options_from_config(cfg.metrics)
     return score_run(
@@ -195,8 +195,8 @@ def score(cfg: DictConfig, inputs: Inputs, run: Run) -> Any:
 
 def compare_to_baseline(cfg: DictConfig, baseline: Any, result: Any) -> Any:
     """Paired t-test and randomisation test of +xQG against the baseline, per language and macro."""
-    from xqg.scoring import options_from_config
-    from xqg.significance import compare
+    from xqg.evaluation.significance import compare
+    from xqg.tasks.score import options_from_config
 
     o = options_from_config(cfg.metrics)
     return compare(
@@ -213,7 +213,7 @@ def compare_to_baseline(cfg: DictConfig, baseline: Any, result: Any) -> Any:
 
 def results_table(cfg: DictConfig, result: Any, baseline: Any = None, comparison: Any = None) -> str:
     """The paper's table: the system alone, or baseline and +xQG rows with significance markers."""
-    from xqg.report import paper_table, significance_footnotes
+    from xqg.evaluation.report import paper_table, significance_footnotes
 
     decimals = int(cfg.metrics.get("decimals", 2))
     if comparison is None:
@@ -237,8 +237,8 @@ def report(
 ) -> dict[str, Any]:
     """Print the per-language table, write ``results.json`` (and ``trial.json`` for sweep reports) into the run
     folder, log metrics, the baseline and p-values to W&B."""
-    from xqg.sweep import objective_value, write_trial_record
-    from xqg.tracking import start_run
+    from xqg.tasks.sweep import objective_value, write_trial_record
+    from xqg.tasks.tracking import start_run
 
     metrics = result.to_json()
     base = baseline.to_json() if comparison is not None else None  # only meaningful next to its comparison
@@ -310,8 +310,8 @@ def _markers_json(comparison: Any) -> dict[str, dict[str, str]] | None:
 def xqg_transform(cfg: DictConfig, inputs: Inputs) -> tuple[Transform | None, dict[str, Any], dict[str, str]]:
     """Generated queries (made or imported if missing) -> cached prefix sums of their query embeddings -> the
     fusion transform for the search, with the fusion settings and the artifacts they came from."""
-    from xqg.augment import ensure_query_sums, fusion_from_config, query_sums_config
-    from xqg.generate import ensure_generated
+    from xqg.generation.generate import ensure_generated
+    from xqg.retrieval.augment import ensure_query_sums, fusion_from_config, query_sums_config
 
     aug = plain(cfg.augmentation)
     generated = ensure_generated(cfg, inputs.corpus)
@@ -355,7 +355,7 @@ def run(cfg: DictConfig) -> float | list[float] | None:
     sweeps; None for a shard-encoding worker)."""
     from dataclasses import replace
 
-    from xqg.sweep import split_from_config
+    from xqg.tasks.sweep import split_from_config
 
     out_dir = Path(cfg.paths.output_dir)
     out_dir.mkdir(parents=True, exist_ok=True)

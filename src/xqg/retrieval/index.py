@@ -1,6 +1,6 @@
 """Exact inner-product search (faiss ``IndexFlatIP``, as the paper), on GPU when faiss-gpu and a GPU exist.
 
-The corpus is searched block by block (an :class:`~xqg.encode.EmbeddingStore`'s chunks or slices of an in-memory
+The corpus is searched block by block (an :class:`~xqg.retrieval.encode.EmbeddingStore`'s chunks or slices of an in-memory
 matrix) and the per-block top-k lists are merged, so memory holds one block, not the corpus. Equal scores are
 ranked by corpus row (lower first); faiss keeps the lowest rows among equal scores inside a block, so the merged
 result is that of one index over the whole corpus. (BLAS may round a dot product differently by a last bit
@@ -18,8 +18,8 @@ from typing import Any, Protocol
 
 import numpy as np
 
-from xqg.errors import XqgInputError
-from xqg.progress import progress_bar
+from xqg.core.errors import XqgInputError
+from xqg.core.progress import progress_bar
 
 log = logging.getLogger(__name__)
 # faiss logs, at INFO, every SIMD build it fails to import before the one that loads: noise in every run's log
@@ -45,7 +45,7 @@ class SearchResult:
     docids: np.ndarray
 
     def to_run(self, qids: Sequence[str]) -> dict[str, list[tuple[str, float]]]:
-        """The run ``{qid: [(docid, score), ...]}`` in rank order (what ``xqg.runs.write_run`` takes)."""
+        """The run ``{qid: [(docid, score), ...]}`` in rank order (what ``xqg.data.formats.runs.write_run`` takes)."""
         if len(qids) != self.scores.shape[0]:
             raise ValueError(f"{len(qids)} qids for {self.scores.shape[0]} result rows")
         return {

@@ -8,9 +8,9 @@ from __future__ import annotations
 from collections.abc import Iterable, Iterator
 from pathlib import Path
 
-from xqg.data.jsonl import Fields, iter_jsonl, write_jsonl
+from xqg.core.languages import normalize_lang
+from xqg.data.formats.jsonl import Fields, iter_jsonl, write_jsonl
 from xqg.data.records import Question
-from xqg.languages import normalize_lang
 
 
 def iter_xor_questions(path: str | Path) -> Iterator[Question]:

@@ -17,8 +17,8 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
-from xqg.artifacts import ArtifactDir
-from xqg.config import dataclass_from_mapping
+from xqg.core.artifacts import ArtifactDir
+from xqg.core.config import dataclass_from_mapping
 
 CODE_VERSION = "2"
 SPECIAL_TOKENS = ("[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]")

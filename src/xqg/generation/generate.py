@@ -12,7 +12,7 @@ once per prompt, the next token is drawn among the top-k candidates (same distri
 and rows that reached EOS leave the batch; see ``benchmarks/results/generate.md``. Beam search uses
 ``model.generate``.
 
-Store layout (``<out_root>/generated/<fingerprint>/``, an :class:`xqg.artifacts.ArtifactDir`)::
+Store layout (``<out_root>/generated/<fingerprint>/``, an :class:`xqg.core.artifacts.ArtifactDir`)::
 
     spec.json                 what is being built (settings, generator and corpus fingerprints)
     shards/shard-00000.parquet   columns docid (str), lang (str), k (int32, 0-based), text (str);
@@ -55,11 +55,11 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any, NamedTuple
 
-from xqg.artifacts import ArtifactDir, atomic_path, atomic_write_json, file_fingerprint, fingerprint
-from xqg.config import dataclass_from_mapping
-from xqg.errors import MissingResourceError, XqgInputError
-from xqg.languages import XOR_LANGUAGES, get_language, normalize_lang
-from xqg.progress import progress_bar
+from xqg.core.artifacts import ArtifactDir, atomic_path, atomic_write_json, file_fingerprint, fingerprint
+from xqg.core.config import dataclass_from_mapping
+from xqg.core.errors import MissingResourceError, XqgInputError
+from xqg.core.languages import XOR_LANGUAGES, get_language, normalize_lang
+from xqg.core.progress import progress_bar
 
 log = logging.getLogger(__name__)
 
@@ -760,7 +760,7 @@ def import_released(
     """Import released generated queries (``ielab/xor-tydi-xqg-augmented``: docid, title, text,
     generated_queries {lang: [5 strings]}) into a store, so users can skip generation. Resumable like
     generation; shards hold ``shard_size`` passages in file order."""
-    from xqg.data.generated import iter_released_generated
+    from xqg.data.formats.released import iter_released_generated
 
     if fmt not in FORMATS:
         raise XqgInputError(
@@ -871,7 +871,7 @@ def ensure_generated(cfg: Any, corpus: Any) -> GeneratedStore:
                 field="generator.languages",
             )
         return store
-    from xqg.train_generator import train_or_load
+    from xqg.tasks.train_generator import train_or_load
 
     path = train_or_load(cfg)
     return generate_queries(path, corpus, out_root=cache, **generation_settings(gcfg))

@@ -6,9 +6,9 @@ from __future__ import annotations
 from collections.abc import Iterable, Iterator
 from pathlib import Path
 
-from xqg.data.jsonl import Fields, iter_jsonl, write_jsonl
+from xqg.core.languages import normalize_lang
+from xqg.data.formats.jsonl import Fields, iter_jsonl, write_jsonl
 from xqg.data.records import GeneratorPair
-from xqg.languages import normalize_lang
 
 
 def iter_generator_pairs(path: str | Path) -> Iterator[GeneratorPair]:

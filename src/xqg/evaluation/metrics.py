@@ -38,11 +38,11 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, NamedTuple
 
-from xqg.errors import MissingResourceError, XqgInputError
-from xqg.languages import XOR_LANGUAGES
-from xqg.progress import progress_bar
+from xqg.core.errors import MissingResourceError, XqgInputError
+from xqg.core.languages import XOR_LANGUAGES
+from xqg.core.progress import progress_bar
 
-log = logging.getLogger("xqg.metrics")
+log = logging.getLogger("xqg.evaluation.metrics")
 
 #: Answers the official evaluation ignores (XOR-TyDi's boolean questions).
 YES_NO = frozenset({"yes", "no"})
@@ -196,7 +196,7 @@ class TokenCache:
     def __init__(self, tokens_root: str | Path, corpus_fingerprint: str) -> None:
         import nltk
 
-        from xqg.artifacts import ArtifactDir, fingerprint
+        from xqg.core.artifacts import ArtifactDir, fingerprint
 
         root = Path(tokens_root)
         spec = {
@@ -273,7 +273,7 @@ class TokenCache:
         import pyarrow as pa
         import pyarrow.parquet as pq
 
-        from xqg.artifacts import atomic_path
+        from xqg.core.artifacts import atomic_path
 
         new_verified = [d for d in verified if d not in self.index and d not in entries]
         if not entries and not new_verified:
@@ -320,7 +320,7 @@ class TokenCache:
         import pyarrow as pa
         import pyarrow.parquet as pq
 
-        from xqg.artifacts import atomic_path
+        from xqg.core.artifacts import atomic_path
 
         old_parts = [p for p in self._parts() if p in self._known_parts]  # never drop a part we have not read
         docids = list(self.index)
@@ -587,7 +587,7 @@ class EvalResult:
         return out
 
     def table(self, name: str = "system", fmt: str = "text", decimals: int = 2) -> str:
-        from xqg.report import paper_table
+        from xqg.evaluation.report import paper_table
 
         return paper_table({name: self.to_json()}, fmt=fmt, decimals=decimals)
 
@@ -636,7 +636,7 @@ class Prediction(NamedTuple):
 
 def _questions_from(questions: str | Path | Sequence[Any]) -> tuple[list[Any], str]:
     if isinstance(questions, str | Path):
-        from xqg.data.xor import read_xor_questions
+        from xqg.data.formats.xor import read_xor_questions
 
         return read_xor_questions(questions), str(questions)
     qs = list(questions)
@@ -694,7 +694,7 @@ def read_predictions(path: str | Path) -> list[Prediction]:
     """Official prediction file: a JSON array ``[{id, lang, ctxs}]`` (or JSONL of such objects), plain or gzip.
 
     Malformed JSON, missing or mistyped fields and duplicate ids are one-line errors naming file and line."""
-    from xqg.data.jsonl import open_text, parse_jsonl_lines
+    from xqg.data.formats.jsonl import open_text, parse_jsonl_lines
 
     p = str(path)
     try:
@@ -964,7 +964,7 @@ def score_run(
     ensure_punkt(nltk_data)
     qs, q_src = _questions_from(questions)
     if isinstance(run, str | Path):
-        from xqg.runs import read_run
+        from xqg.data.formats.runs import read_run
 
         run_map, r_src = read_run(run), str(run)
     else:

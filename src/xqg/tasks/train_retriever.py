@@ -29,9 +29,9 @@ from typing import Any
 
 from omegaconf import DictConfig
 
-from xqg.artifacts import ArtifactDir, atomic_write_json, file_fingerprint, fingerprint
-from xqg.config import plain
-from xqg.errors import MissingResourceError, XqgInputError
+from xqg.core.artifacts import ArtifactDir, atomic_write_json, file_fingerprint, fingerprint
+from xqg.core.config import plain
+from xqg.core.errors import MissingResourceError, XqgInputError
 
 log = logging.getLogger(__name__)
 
@@ -101,7 +101,7 @@ def trainer_kwargs(cfg: DictConfig) -> dict[str, Any]:
     """``cfg.trainer`` filtered to what ``pl.Trainer`` accepts, with the recipe's epoch count."""
     import pytorch_lightning as pl
 
-    from xqg.progress import progress_enabled
+    from xqg.core.progress import progress_enabled
 
     t = dict(plain(cfg.get("trainer")) or {})
     accepted = set(inspect.signature(pl.Trainer.__init__).parameters) - {"self"}
@@ -146,8 +146,8 @@ def _qid_rank(qid: str) -> str:
 def split_heldout(source: Path, n_dev: int, cache_dir: str | Path) -> tuple[Path, Path]:
     """Hold ``n_dev`` examples out of a Tevatron file (chosen by a hash of the query id, so the split does not
     depend on file order or seed), as a cached artifact with ``train.jsonl.gz`` and ``dev.jsonl.gz``."""
-    from xqg.data.staging import staged_artifact
-    from xqg.data.tevatron import iter_tevatron, write_tevatron
+    from xqg.core.staging import staged_artifact
+    from xqg.data.formats.tevatron import iter_tevatron, write_tevatron
 
     art = ArtifactDir.for_spec(
         cache_dir,
@@ -232,8 +232,8 @@ def resolve_train_data(cfg: DictConfig) -> TrainData:
 
 
 def _example_texts(path: Path) -> Iterator[str]:
+    from xqg.data.formats.tevatron import iter_tevatron
     from xqg.data.records import passage_text
-    from xqg.data.tevatron import iter_tevatron
 
     for ex in iter_tevatron(path):
         yield ex.query
@@ -252,8 +252,8 @@ def build_dev_set(
 ) -> Any:
     """Dev queries with gold positive docids, and the passages to search: the golds and hard negatives of
     those queries first, then corpus rows in order until ``max_passages``."""
+    from xqg.data.formats.tevatron import iter_tevatron
     from xqg.data.records import passage_text
-    from xqg.data.tevatron import iter_tevatron
     from xqg.models.retriever_module import DevSet
 
     qids: list[str] = []
@@ -303,7 +303,7 @@ def resolve_backbone(cfg: DictConfig, data: TrainData) -> tuple[str, str]:
             "set backbone.name_or_path (hub name or folder) or a backbone.tiny block",
             field="backbone.name_or_path",
         )
-    from xqg.models.tiny import TinyBertConfig, tiny_bert_backbone
+    from xqg.models.tiny_bert import TinyBertConfig, tiny_bert_backbone
 
     tcfg = TinyBertConfig.from_mapping(bb["tiny"])
     spec = retriever_spec(cfg, "tiny")
@@ -443,7 +443,7 @@ def _fit_and_export(
 
     from xqg.models.biencoder import BiEncoder, load_tokenizer
     from xqg.models.retriever_module import RetrieverModule
-    from xqg.tracking import finish_loggers, lightning_loggers
+    from xqg.tasks.tracking import finish_loggers, lightning_loggers
 
     tr = _section(cfg, "train")
     dev_cfg = dict(tr.get("dev") or {})

@@ -7,10 +7,10 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-from xqg.data.jsonl import Fields, iter_jsonl
+from xqg.core.errors import XqgInputError
+from xqg.core.languages import normalize_lang
+from xqg.data.formats.jsonl import Fields, iter_jsonl
 from xqg.data.records import Passage
-from xqg.errors import XqgInputError
-from xqg.languages import normalize_lang
 
 
 def _rows(path: Path) -> Iterator[tuple[int, dict[str, Any]]]:

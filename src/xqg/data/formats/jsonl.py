@@ -9,8 +9,8 @@ from collections.abc import Iterable, Iterator, Mapping
 from pathlib import Path
 from typing import IO, Any
 
-from xqg.artifacts import atomic_path
-from xqg.errors import XqgInputError
+from xqg.core.artifacts import atomic_path
+from xqg.core.errors import XqgInputError
 
 
 def is_gzip(path: str | Path) -> bool:

@@ -13,7 +13,7 @@ the first k queries, i.e. prefix sums over k. They are kept per *group* of langu
 Prefix sums are accumulated in fp32 and stored in ``dtype`` (fp16 by default) as npy memory maps, aligned to the
 passage embedding store's row order, in shards of consecutive rows.
 
-Artifact layout (``<cache>/query_sums/<fingerprint>/``, an :class:`xqg.artifacts.ArtifactDir`)::
+Artifact layout (``<cache>/query_sums/<fingerprint>/``, an :class:`xqg.core.artifacts.ArtifactDir`)::
 
     spec.json                          what is being built (settings, input fingerprints)
     shards/00000.<group>.npy           prefix sums, shape (n_max, shard rows, dim), dtype fp16/fp32
@@ -43,11 +43,11 @@ from typing import Any
 
 import numpy as np
 
-from xqg.artifacts import ArtifactDir, Manifest, atomic_path, atomic_write_json
-from xqg.config import dataclass_from_mapping
-from xqg.errors import MissingResourceError, XqgInputError
-from xqg.languages import XOR_LANGUAGES, normalize_lang
-from xqg.progress import progress_bar
+from xqg.core.artifacts import ArtifactDir, Manifest, atomic_path, atomic_write_json
+from xqg.core.config import dataclass_from_mapping
+from xqg.core.errors import MissingResourceError, XqgInputError
+from xqg.core.languages import XOR_LANGUAGES, normalize_lang
+from xqg.core.progress import progress_bar
 
 log = logging.getLogger(__name__)
 
@@ -207,7 +207,7 @@ def build_query_sums(
     """Encode generated queries and store per-passage prefix sums (see the module docstring); returns the
     complete artifact, reusing it when it already exists.
 
-    ``generated`` yields ``(docid, lang, k, text)`` records (``xqg.generate.GeneratedQuery``; ``k`` is 0-based,
+    ``generated`` yields ``(docid, lang, k, text)`` records (``xqg.generation.generate.GeneratedQuery``; ``k`` is 0-based,
     so the prefix sum at n covers ``k < n``), grouped by passage in the passage store's row order (as
     ``GeneratedStore`` iterates). ``embed(texts)`` returns float ``(len(texts), dim)`` query embeddings.
     ``docids`` is the passage embedding store's row order. Records with ``k >= n_max`` or a language that is
@@ -721,9 +721,9 @@ def ensure_query_sums(
     batch_size: int = 256,
     max_len: int | None = None,
 ) -> QuerySums:
-    """The query sums for a generated store (``xqg.generate.GeneratedStore``), a query encoder
-    (``xqg.encode.Retriever``: ``.encode(texts, "query", ...)`` and ``.fingerprint``) and a passage store
-    (``xqg.encode.EmbeddingStore``: ``.ids``, ``.fingerprint``), built now or reused from the cache."""
+    """The query sums for a generated store (``xqg.generation.generate.GeneratedStore``), a query encoder
+    (``xqg.retrieval.encode.Retriever``: ``.encode(texts, "query", ...)`` and ``.fingerprint``) and a passage store
+    (``xqg.retrieval.encode.EmbeddingStore``: ``.ids``, ``.fingerprint``), built now or reused from the cache."""
     cfg = cfg or QuerySumsConfig()
     store_n = getattr(generated, "n", None)
     if store_n is not None and int(store_n) < cfg.n_max:

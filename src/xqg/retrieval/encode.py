@@ -26,10 +26,10 @@ from typing import Any
 import numpy as np
 import torch
 
-from xqg.artifacts import ArtifactDir, Manifest, atomic_path, file_fingerprint, fingerprint
+from xqg.core.artifacts import ArtifactDir, Manifest, atomic_path, file_fingerprint, fingerprint
+from xqg.core.errors import MissingResourceError, XqgInputError
+from xqg.core.progress import progress_bar
 from xqg.data.records import passage_text
-from xqg.errors import MissingResourceError, XqgInputError
-from xqg.progress import progress_bar
 
 log = logging.getLogger(__name__)
 

@@ -24,7 +24,7 @@ def dataclass_from_mapping(
     field and the known keys (never silently ignored); list values named in ``tuples`` become tuples."""
     from dataclasses import fields
 
-    from xqg.errors import XqgInputError
+    from xqg.core.errors import XqgInputError
 
     given = dict(plain(values) or {})
     known = sorted(f.name for f in fields(cls))  # type: ignore[arg-type]

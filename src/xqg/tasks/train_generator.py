@@ -22,9 +22,9 @@ from typing import Any
 
 from omegaconf import DictConfig, OmegaConf
 
-from xqg.artifacts import ArtifactDir, fingerprint
-from xqg.errors import XqgInputError
-from xqg.tracking import finish_loggers, lightning_loggers
+from xqg.core.artifacts import ArtifactDir, fingerprint
+from xqg.core.errors import XqgInputError
+from xqg.tasks.tracking import finish_loggers, lightning_loggers
 
 log = logging.getLogger(__name__)
 
@@ -67,7 +67,7 @@ def _pairs(cfg: DictConfig) -> tuple[list[Any], list[Any] | None]:
     """Training pairs (``GeneratorPair``) from the data layer, and its validation pairs when it has a split
     (``{"train": path, "dev": path}``); None means "hold out part of the training pairs"."""
     from xqg.data.bundle import load_data
-    from xqg.data.pairs import read_generator_pairs
+    from xqg.data.formats.pairs import read_generator_pairs
 
     def load(src: Any) -> list[Any]:
         return read_generator_pairs(src) if isinstance(src, str | Path) else list(src)
@@ -103,7 +103,7 @@ def base_model(gcfg: Mapping[str, Any], pairs: Sequence[Any], cache_dir: str | P
     """The model to fine-tune: a hub name or local path, or a tiny T5 built on the pairs' text."""
     model = gcfg.get("model") or {}
     if model.get("tiny"):
-        from xqg.languages import get_language
+        from xqg.core.languages import get_language
         from xqg.models.tiny_t5 import tiny_t5_checkpoint
 
         template = gcfg["prompt_template"].split("{")[0]
@@ -249,8 +249,8 @@ def train(
     try:
         tokenizer = AutoTokenizer.from_pretrained(base)
     except OSError as e:
-        from xqg.errors import MissingResourceError
-        from xqg.generate import missing_model_message
+        from xqg.core.errors import MissingResourceError
+        from xqg.generation.generate import missing_model_message
 
         raise MissingResourceError(missing_model_message(base, e)) from None
     dm = _datamodule(train_pairs, val_pairs, tokenizer, gcfg, seed)

@@ -10,7 +10,7 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from typing import Any
 
-from xqg.metrics import lang_order
+from xqg.evaluation.metrics import lang_order
 
 AVG = "Avg"
 FORMATS = ("text", "markdown")
@@ -97,8 +97,8 @@ def paper_table(
 
 
 def significance_footnotes(alpha: float, name_a: str, tests: Sequence[str]) -> list[str]:
-    """The legend for the markers :class:`xqg.significance.Comparison` puts on the second system."""
-    from xqg.significance import MARKERS
+    """The legend for the markers :class:`xqg.evaluation.significance.Comparison` puts on the second system."""
+    from xqg.evaluation.significance import MARKERS
 
     names = {"ttest": "paired t-test", "randomization": "paired randomisation test"}
     return [f"{MARKERS[t]} p < {alpha:g} vs {name_a}, {names[t]}" for t in tests if t in MARKERS]

@@ -9,8 +9,8 @@ import sys
 from collections.abc import Sequence
 from pathlib import Path
 
-from xqg.errors import MissingResourceError, XqgInputError
-from xqg.significance import TESTS
+from xqg.core.errors import MissingResourceError, XqgInputError
+from xqg.evaluation.significance import TESTS
 
 PROG = "xqg-eval"
 
@@ -56,8 +56,8 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def run(args: argparse.Namespace) -> int:
-    from xqg.artifacts import atomic_write_json
-    from xqg.scoring import ScoreOptions, score_and_compare
+    from xqg.core.artifacts import atomic_write_json
+    from xqg.tasks.score import ScoreOptions, score_and_compare
 
     if args.run and not args.corpus:
         raise XqgInputError("--run needs --corpus (the passages the run's docids point into)")

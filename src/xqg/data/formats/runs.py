@@ -14,8 +14,8 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import IO
 
-from xqg.artifacts import atomic_path
-from xqg.errors import XqgInputError
+from xqg.core.artifacts import atomic_path
+from xqg.core.errors import XqgInputError
 
 Run = dict[str, list[tuple[str, float]]]
 FORMATS = ("tevatron", "trec")

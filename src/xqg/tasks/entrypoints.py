@@ -9,7 +9,7 @@ from typing import Any
 
 from omegaconf import DictConfig
 
-from xqg.errors import MissingResourceError, XqgInputError
+from xqg.core.errors import MissingResourceError, XqgInputError
 
 log = logging.getLogger("xqg")
 
@@ -26,9 +26,9 @@ def _guarded(fn: Callable[[DictConfig], Any], cfg: DictConfig) -> Any:
 def train(cfg: DictConfig) -> float | None:
     """``task=retriever`` trains the bi-encoder; ``task=generator`` fine-tunes the xQG generator."""
     if cfg.task == "retriever":
-        from xqg.train_retriever import run
+        from xqg.tasks.train_retriever import run
     elif cfg.task == "generator":
-        from xqg.train_generator import run
+        from xqg.tasks.train_generator import run
     else:
         raise SystemExit(f"error: unknown task {cfg.task!r} (retriever | generator)")
     return _guarded(run, cfg)
@@ -38,9 +38,9 @@ def evaluate(cfg: DictConfig) -> float | None:
     """Score given files (``score.*`` set) or run the retrieval pipeline; returns the sweep objective."""
     score = cfg.get("score") or {}
     if score.get("predictions") or score.get("run"):
-        from xqg.scoring import score_from_config
+        from xqg.tasks.score import score_from_config
 
         return _guarded(score_from_config, cfg)
-    from xqg.pipeline import run
+    from xqg.tasks.evaluate import run
 
     return _guarded(run, cfg)

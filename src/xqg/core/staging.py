@@ -14,7 +14,7 @@ import time
 from collections.abc import Iterator
 from pathlib import Path
 
-from xqg.artifacts import MANIFEST, ArtifactDir
+from xqg.core.artifacts import MANIFEST, ArtifactDir
 
 _STALE_S = 24 * 3600
 

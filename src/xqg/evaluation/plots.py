@@ -1,7 +1,7 @@
 """Paper-style sweep plots (PNG): R@kt against alpha and against n, one line per language plus the macro
-average; and the baseline-vs-+xQG table (rendered by :func:`xqg.report.paper_table`, not re-implemented here).
+average; and the baseline-vs-+xQG table (rendered by :func:`xqg.evaluation.report.paper_table`, not re-implemented here).
 
-Input: trial records (``xqg.sweep.write_trial_record``): ``{"params": {"alpha", "n", ...}, "metrics":
+Input: trial records (``xqg.tasks.sweep.write_trial_record``): ``{"params": {"alpha", "n", ...}, "metrics":
 {"R@2kt": {"ar": .., ..., "macro": .., "count": {..}}, ...}, "markers": {...}, "baseline": {...}}``.
 """
 
@@ -11,7 +11,7 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
-from xqg.metrics import lang_order
+from xqg.evaluation.metrics import lang_order
 
 MACRO = "macro"
 
@@ -168,8 +168,8 @@ def xqg_table(
     """The paper's table, baseline row then +xQG row per metric, significance markers on the +xQG cells.
 
     ``markers``: ``{metric: {lang or 'macro': '†'}}`` (as in trial records) or ``{(metric, lang): '†'}`` (as
-    :meth:`xqg.significance.Comparison.marker_map` returns)."""
-    from xqg.report import paper_table
+    :meth:`xqg.evaluation.significance.Comparison.marker_map` returns)."""
+    from xqg.evaluation.report import paper_table
 
     flat: dict[tuple[str, str], str] = {}
     for k, v in (markers or {}).items():

@@ -24,8 +24,8 @@ from typing import Any
 
 import numpy as np
 
-from xqg.errors import XqgInputError
-from xqg.metrics import EvalResult, lang_order, metric_name
+from xqg.core.errors import XqgInputError
+from xqg.evaluation.metrics import EvalResult, lang_order, metric_name
 
 TESTS = ("ttest", "randomization")
 MACRO = "macro"
@@ -114,7 +114,7 @@ class Comparison:
         return "".join(symbols[t] for t in TESTS if t in res and res[t].p_value < self.alpha)
 
     def marker_map(self) -> dict[tuple[str, str], str]:
-        """(metric, lang or 'macro') -> markers, for :func:`xqg.report.paper_table`."""
+        """(metric, lang or 'macro') -> markers, for :func:`xqg.evaluation.report.paper_table`."""
         return {(m, lang): self.markers(m, lang) for m, per in self.tests.items() for lang in per}
 
     def to_json(self) -> dict[str, Any]:

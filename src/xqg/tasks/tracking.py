@@ -62,7 +62,7 @@ def _logger_cfg(cfg: DictConfig) -> DictConfig:
 def _backend(lc: DictConfig) -> str:
     backend = str(lc.get("backend", "none"))
     if backend not in BACKENDS:
-        from xqg.errors import XqgInputError
+        from xqg.core.errors import XqgInputError
 
         raise XqgInputError(
             f"unknown logger backend {backend!r}; choose one of {BACKENDS}", field="logger.backend"
@@ -81,7 +81,7 @@ def wandb_mode(cfg: DictConfig) -> str | None:
     if mode == "dryrun":
         mode = "offline"
     if mode not in ("offline", "online"):
-        from xqg.errors import XqgInputError
+        from xqg.core.errors import XqgInputError
 
         raise XqgInputError(f"must be offline, online or disabled, got {mode!r}", field="logger.mode")
     return mode

@@ -10,11 +10,11 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from xqg.errors import XqgInputError
-from xqg.metrics import DEFAULT_KS, EvalResult, evaluate_predictions, metric_name, score_run
-from xqg.significance import TESTS, Comparison, compare
+from xqg.core.errors import XqgInputError
+from xqg.evaluation.metrics import DEFAULT_KS, EvalResult, evaluate_predictions, metric_name, score_run
+from xqg.evaluation.significance import TESTS, Comparison, compare
 
-log = logging.getLogger("xqg.scoring")
+log = logging.getLogger("xqg.tasks.score")
 
 
 def input_kind(path: str | Path) -> str:
@@ -72,7 +72,7 @@ class ScoreReport:
     options: ScoreOptions = field(default_factory=ScoreOptions)
 
     def table(self, fmt: str = "text") -> str:
-        from xqg.report import paper_table, significance_footnotes
+        from xqg.evaluation.report import paper_table, significance_footnotes
 
         markers = {}
         notes: list[str] = []
@@ -186,7 +186,7 @@ def score_from_config(cfg: Any) -> float:
     """``evaluate.py score.questions=Q score.predictions=P`` (or ``score.run=R score.corpus=C``), optionally
     ``score.compare=P2``: print the table, write ``results.json`` into the run folder, return the objective
     (macro of ``metrics.objective``, default the first k's R@kt)."""
-    from xqg.artifacts import atomic_write_json
+    from xqg.core.artifacts import atomic_write_json
 
     s = cfg.score
     o = options_from_config(cfg.metrics)
