@@ -29,14 +29,8 @@ SPEC = "spec.json"
 
 
 def _to_jsonable(obj: Any) -> Any:
-    """Plain JSON types from OmegaConf containers, dataclasses, paths and numpy scalars."""
-    try:  # OmegaConf is a dependency, but keep this module importable on its own
-        from omegaconf import DictConfig, ListConfig, OmegaConf
-
-        if isinstance(obj, DictConfig | ListConfig):
-            return OmegaConf.to_container(obj, resolve=True)
-    except ImportError:  # pragma: no cover
-        pass
+    """Plain JSON types from dataclasses, paths, sets and numpy/torch scalars (callers pass plain data, never a
+    config object: only ``xqg.tasks`` reads the Hydra config)."""
     if hasattr(obj, "__dataclass_fields__"):
         return asdict(obj)
     if isinstance(obj, Path):

@@ -1,32 +1,13 @@
-"""Progress bars that stay quiet in CI logs and tests unless asked for."""
+"""When to show progress bars. xqg's own bars are tqdm's with ``disable=None`` (off when stderr is not a
+terminal); :func:`bars_enabled` applies the same rule, plus tqdm's ``TQDM_DISABLE`` switch, to the bars xqg does
+not draw itself (Lightning's trainer bar, Hugging Face's download and load bars)."""
 
 from __future__ import annotations
 
 import os
 import sys
-from collections.abc import Iterable, Iterator
-from typing import Any, TypeVar
-
-from tqdm.auto import tqdm
-
-T = TypeVar("T")
 
 
-def progress_enabled() -> bool:
-    """On for interactive terminals; ``XQG_PROGRESS=1/0`` forces it."""
-    env = os.environ.get("XQG_PROGRESS")
-    if env is not None:
-        return env not in ("0", "false", "no", "")
-    return sys.stderr.isatty()
-
-
-def progress(iterable: Iterable[T], **kwargs: Any) -> Iterator[T]:
-    kwargs.setdefault("disable", not progress_enabled())
-    kwargs.setdefault("dynamic_ncols", True)
-    return iter(tqdm(iterable, **kwargs))
-
-
-def progress_bar(**kwargs: Any) -> tqdm:
-    kwargs.setdefault("disable", not progress_enabled())
-    kwargs.setdefault("dynamic_ncols", True)
-    return tqdm(**kwargs)
+def bars_enabled() -> bool:
+    """True on an interactive terminal unless ``TQDM_DISABLE`` is set (tests and CI logs stay quiet)."""
+    return sys.stderr.isatty() and os.environ.get("TQDM_DISABLE", "") in ("", "0", "false", "False")
