@@ -17,7 +17,6 @@ from pathlib import Path
 from typing import Any
 
 from xqg.core.artifacts import ArtifactDir, file_fingerprint
-from xqg.core.config import plain
 from xqg.core.errors import XqgInputError
 from xqg.core.languages import XOR_LANGUAGES, normalize_lang, script_share
 from xqg.core.staging import staged_artifact
@@ -26,6 +25,8 @@ from xqg.data.formats.tevatron import iter_tevatron
 from xqg.data.formats.xor import iter_xor_questions
 from xqg.data.records import GeneratorPair
 from xqg.data.sources import resolve_source
+from xqg.data.synthetic import build_world
+from xqg.data.xquad_r import build_xquad_r
 
 PAIRS_CODE_VERSION = "1"
 _FILE_KEYS = {
@@ -79,6 +80,10 @@ class DataBundle:
             self._resolved[key] = resolve_source(self._sources[key], self.cache_dir, what=what)
         return self._resolved[key]
 
+    def same_source(self, a: str, b: str) -> bool:
+        """Whether sources ``a`` and ``b`` are set to the same file (e.g. NQ is both train and English train)."""
+        return a in self._sources and self._sources.get(a) == self._sources.get(b)
+
     corpus_path = property(lambda self: self.path("corpus"))
     train_path = property(lambda self: self.path("train"))
     val_path = property(lambda self: self.path("val"))
@@ -101,14 +106,10 @@ class DataBundle:
         return f"DataBundle({self.name!r}, languages={list(self.languages)}, sources={sorted(self._sources)})"
 
 
-def load_data(data_cfg: Any, paths_cfg: Any) -> DataBundle:
-    """Turn a ``data`` config (and ``paths``) into a :class:`DataBundle`."""
-    data = plain(data_cfg) or {}
-    if not isinstance(data, Mapping):
-        raise XqgInputError("the data config must be a mapping", field="data")
-    # only cache_dir is read: other `paths` entries may interpolate Hydra's runtime (output_dir)
-    cache = paths_cfg.get("cache_dir") if paths_cfg is not None else None
-    cache_dir = Path(str(cache or "cache"))
+def load_data(data: Mapping[str, Any], cache_dir: str | Path) -> DataBundle:
+    """Turn a data setting (the ``data`` group's fields: name, kind, languages, world, files, ...) into a
+    :class:`DataBundle` whose files live (or are downloaded, or built) under ``cache_dir``."""
+    cache_dir = Path(cache_dir)
     name = str(data.get("name", "data"))
     kind = str(data.get("kind", name))
     languages = data.get("languages") or XOR_LANGUAGES
@@ -126,9 +127,7 @@ def load_data(data_cfg: Any, paths_cfg: Any) -> DataBundle:
 
 
 def _synthetic(name: str, languages: list[str], data: Mapping[str, Any], cache_dir: Path) -> DataBundle:
-    from xqg.data.synthetic import build_world
-
-    world = build_world(data.get("world") or {}, cache_dir)
+    world = build_world(data.get("world"), cache_dir)
     sources = {
         "corpus": world.corpus,
         "train": world.tevatron["train"],
@@ -145,8 +144,6 @@ def _synthetic(name: str, languages: list[str], data: Mapping[str, Any], cache_d
 
 
 def _xquad_r(name: str, languages: list[str], data: Mapping[str, Any], cache_dir: Path) -> DataBundle:
-    from xqg.data.xquad_r import build_xquad_r
-
     source = data.get("source")
     if not source:
         raise XqgInputError("set data.source to the xquad-r folder", field="data.source")

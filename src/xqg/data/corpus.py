@@ -4,15 +4,13 @@ The real corpus (DPR ``psgs_w100.tsv``-style, ``id\\ttext\\ttitle`` with a heade
 once into ``<cache>/corpus/<fingerprint>/``: three UTF-8 blobs (docids, titles, texts) with int64 offsets
 (``.npy``, memory-mapped) and a docid index (sorted 64-bit docid hashes + row order, binary search). Nothing is
 held in Python dicts, so peak memory stays far below 1 GB at any corpus size, and opening a built store is
-instant. JSONL corpora (``{docid, title, text}``, maybe gzip) are read the same way.
+instant. JSONL corpora (``{docid, title, text}``, maybe gzip) and parquet are read the same way (rows streamed by
+:mod:`xqg.data.corpus_rows`; DPR TSV files are written by :mod:`xqg.data.formats.dpr`).
 """
 
 from __future__ import annotations
 
-import csv
-import gzip
 import hashlib
-import io
 import itertools
 import json
 import mmap
@@ -20,53 +18,26 @@ import os
 from array import array
 from collections.abc import Iterator
 from pathlib import Path
-from typing import IO, Any
+from typing import Any
 
 import numpy as np
+from tqdm.auto import tqdm
 
-from xqg.core.artifacts import ArtifactDir, atomic_path, file_fingerprint
+from xqg.core.artifacts import ArtifactDir, file_fingerprint
 from xqg.core.errors import XqgInputError
-from xqg.core.progress import progress_bar
 from xqg.core.staging import staged_artifact
-from xqg.data.formats.jsonl import Fields, close_writer, open_write_binary
+from xqg.data.corpus_rows import CorpusRows, detect_format
 from xqg.data.records import Passage
 
 #: Bump when the store layout or the parsing changes: old stores are then rebuilt, never reused.
 CODE_VERSION = "1"
 _FIELDS = ("docids", "titles", "texts")
 _FLUSH = 1 << 16  # offsets buffered per flush
-# DPR passages are ~600 bytes; a broken quote would otherwise swallow the rest of the file into one field.
-_MAX_FIELD = 1 << 24
 
 
 def docid_hash(docid: bytes) -> int:
     """Stable 64-bit hash of a docid (the key of the sorted index)."""
     return int.from_bytes(hashlib.blake2b(docid, digest_size=8).digest(), "little")
-
-
-def detect_format(path: Path) -> str:
-    """``tsv``, ``jsonl`` or ``parquet`` from the file name (``.tsv[.gz]``, ``.jsonl[.gz]``/``.json[.gz]``,
-    ``.parquet``), else sniffed."""
-    name = path.name.lower().removesuffix(".gz")
-    if name.endswith(".parquet"):
-        return "parquet"
-    if name.endswith((".tsv", ".txt")):
-        return "tsv"
-    if name.endswith((".jsonl", ".json")):
-        return "jsonl"
-    with _open_binary(path)[0] as f:
-        head = f.read(1 << 12).lstrip()
-    return "jsonl" if head.startswith(b"{") else "tsv"
-
-
-def _open_binary(path: Path) -> tuple[IO[bytes], IO[bytes]]:
-    """(decompressed stream, raw file) so progress can follow the raw position."""
-    raw = open(path, "rb")
-    magic = raw.read(2)
-    raw.seek(0)
-    if magic == b"\x1f\x8b":
-        return gzip.GzipFile(fileobj=raw, mode="rb"), raw  # type: ignore[return-value]
-    return raw, raw
 
 
 def default_cache_root(path: Path) -> Path:
@@ -123,134 +94,6 @@ class _BlobWriter:
         return self.pos
 
 
-class _Rows:
-    """Streams (docid, title, text) as UTF-8 bytes plus a human location, from TSV or JSONL."""
-
-    def __init__(self, path: Path, fmt: str, bar: Any) -> None:
-        self.path = path
-        self.fmt = fmt
-        self.bar = bar
-        self.line = 0
-
-    def _lines(self, stream: IO[bytes], raw: IO[bytes]) -> Iterator[str]:
-        last = 0
-        for i, line in enumerate(stream):
-            self.line += 1
-            if (i & 0x3FFF) == 0:
-                pos = raw.tell()
-                self.bar.update(pos - last)
-                last = pos
-            try:
-                yield line.decode("utf-8")
-            except UnicodeDecodeError as e:
-                raise XqgInputError(f"not valid UTF-8 ({e.reason})", path=self.path, line=self.line) from None
-        self.bar.update(max(0, raw.tell() - last))
-
-    def __iter__(self) -> Iterator[tuple[bytes, bytes, bytes]]:
-        if self.fmt == "parquet":
-            yield from self._parquet()
-            return
-        stream, raw = _open_binary(self.path)
-        with raw, stream:
-            try:
-                if self.fmt == "tsv":
-                    yield from self._tsv(self._lines(stream, raw))
-                else:
-                    yield from self._jsonl(self._lines(stream, raw))
-            except (EOFError, gzip.BadGzipFile) as e:
-                raise XqgInputError(
-                    f"truncated or corrupt gzip ({e})", path=self.path, line=self.line
-                ) from None
-
-    def _tsv(self, lines: Iterator[str]) -> Iterator[tuple[bytes, bytes, bytes]]:
-        old_limit = csv.field_size_limit()
-        csv.field_size_limit(_MAX_FIELD)
-        try:
-            reader = csv.reader(lines, delimiter="\t", quotechar='"', strict=True)
-            try:
-                header = next(reader)
-            except StopIteration:
-                raise XqgInputError("empty corpus file", path=self.path) from None
-            cols = [h.strip().lower() for h in header]
-            missing = [c for c in ("id", "text", "title") if c not in cols]
-            if missing:
-                raise XqgInputError(
-                    f"expected a header row 'id<TAB>text<TAB>title' (DPR format), got {header[:3]!r}",
-                    path=self.path,
-                    line=1,
-                    field=missing[0],
-                )
-            i_id, i_text, i_title = cols.index("id"), cols.index("text"), cols.index("title")
-            need = max(i_id, i_text, i_title) + 1
-            while True:
-                try:
-                    row = next(reader)
-                except StopIteration:
-                    break
-                except csv.Error as e:
-                    raise XqgInputError(f"bad TSV row ({e})", path=self.path, line=self.line) from None
-                if not row:
-                    continue
-                if len(row) < need:
-                    raise XqgInputError(
-                        f"expected {need} tab-separated columns, got {len(row)}",
-                        path=self.path,
-                        line=self.line,
-                    )
-                docid = row[i_id].strip()
-                if not docid:
-                    raise XqgInputError("empty docid", path=self.path, line=self.line, field="id")
-                yield docid.encode("utf-8"), row[i_title].encode("utf-8"), row[i_text].encode("utf-8")
-        finally:
-            csv.field_size_limit(old_limit)
-
-    def _parquet(self) -> Iterator[tuple[bytes, bytes, bytes]]:
-        """Parquet rows with ``docid`` (or ``id``), ``title``, ``text`` columns (e.g. the released xQG corpus)."""
-        import pyarrow.parquet as pq
-
-        try:
-            pf = pq.ParquetFile(self.path)
-        except Exception as e:
-            raise XqgInputError(f"not a readable parquet file ({e})", path=self.path) from None
-        names = set(pf.schema_arrow.names)
-        id_col = "docid" if "docid" in names else "id"
-        missing = [c for c in (id_col, "text") if c not in names]
-        if missing:
-            raise XqgInputError(
-                f"parquet corpus needs columns docid, title, text; has {sorted(names)}",
-                path=self.path,
-                field=missing[0],
-            )
-        cols = [id_col, "text"] + (["title"] if "title" in names else [])
-        size = self.path.stat().st_size
-        rows_total = max(1, pf.metadata.num_rows)
-        for batch in pf.iter_batches(batch_size=8192, columns=cols):
-            data = batch.to_pydict()
-            titles = data.get("title") or [""] * batch.num_rows
-            for docid, text, title in zip(data[id_col], data["text"], titles, strict=True):
-                self.line += 1
-                if docid is None or not str(docid).strip():
-                    raise XqgInputError("empty docid", path=self.path, line=self.line, field=id_col)
-                yield str(docid).encode("utf-8"), (title or "").encode("utf-8"), (text or "").encode("utf-8")
-            self.bar.update(size * batch.num_rows // rows_total)
-
-    def _jsonl(self, lines: Iterator[str]) -> Iterator[tuple[bytes, bytes, bytes]]:
-        for line in lines:
-            if not line.strip():
-                continue
-            try:
-                obj = json.loads(line)
-            except json.JSONDecodeError as e:
-                raise XqgInputError(f"malformed JSON ({e.msg})", path=self.path, line=self.line) from None
-            if not isinstance(obj, dict):
-                raise XqgInputError("expected a JSON object", path=self.path, line=self.line)
-            f = Fields(obj, self.path, self.line)
-            docid = f.ident("docid" if "docid" in obj or "id" not in obj else "id")
-            title = f.text("title", required=False, allow_empty=True)
-            text = f.text("text", allow_empty=True)
-            yield docid.encode("utf-8"), title.encode("utf-8"), text.encode("utf-8")
-
-
 def _build(path: Path, fmt: str, art: ArtifactDir, source_fp: str) -> None:
     """Stream the corpus into a staging folder, then move it into place (see :mod:`xqg.core.staging`)."""
     with staged_artifact(art) as staging:
@@ -259,8 +102,10 @@ def _build(path: Path, fmt: str, art: ArtifactDir, source_fp: str) -> None:
         hashes = array("Q")
         total = path.stat().st_size
         n = 0
-        with progress_bar(total=total, unit="B", unit_scale=True, desc=f"corpus store {path.name}") as bar:
-            for docid, title, text in _Rows(path, fmt, bar):
+        with tqdm(
+            disable=None, total=total, unit="B", unit_scale=True, desc=f"corpus store {path.name}"
+        ) as bar:
+            for docid, title, text in CorpusRows(path, fmt, bar):
                 writers[0].add(docid)
                 writers[1].add(title)
                 writers[2].add(text)
@@ -464,25 +309,3 @@ def open_corpus(path: str | Path, cache_dir: str | Path | None = None) -> Corpus
     if not art.complete:
         _build(p, fmt, art, source_fp)
     return CorpusStore(art.path)
-
-
-def write_dpr_tsv(path: str | Path, passages: Any) -> int:
-    """Write passages as a DPR TSV (``id\\ttext\\ttitle`` header, csv quoting), atomically; returns the count."""
-    n = 0
-    p = Path(path)
-    with atomic_path(p) as tmp:
-        raw = open_write_binary(tmp, p.name.endswith(".gz"))
-        try:
-            f = io.TextIOWrapper(raw, encoding="utf-8", newline="", write_through=False)
-            w = csv.writer(f, delimiter="\t", quotechar='"', lineterminator="\n")
-            w.writerow(["id", "text", "title"])
-            for psg in passages:
-                if "\n" in psg.text or "\n" in psg.title or "\r" in psg.text or "\r" in psg.title:
-                    raise XqgInputError("passage contains a line break", field=f"docid {psg.docid}")
-                w.writerow([psg.docid, psg.text, psg.title])
-                n += 1
-            f.flush()
-            f.detach()
-        finally:
-            close_writer(raw)
-    return n

@@ -22,6 +22,7 @@ import numpy as np
 import pytorch_lightning as pl
 import torch
 from torch.utils.data import DataLoader, Dataset, Sampler
+from transformers import DataCollatorForSeq2Seq
 
 from xqg.core.errors import XqgInputError
 from xqg.core.languages import get_language
@@ -29,6 +30,7 @@ from xqg.data.formats.pairs import read_generator_pairs
 from xqg.data.formats.tevatron import TevatronFile
 from xqg.data.records import GeneratorPair, Passage, TrainExample, passage_text
 
+#: The paper's prompt (Zhuang et al., SIGIR 2023); ``{language}`` is the English language name.
 DEFAULT_PROMPT = "Generate a {language} question for this passage: {title} {passage}"
 PathLike = str | Path
 
@@ -143,7 +145,7 @@ class ContrastiveDataset(Dataset):
 
 
 class ContrastiveCollator:
-    """Tokenises a list of (query, passages) into the retriever batch dict (padding to the longest)."""
+    """Tokenises a list of (query, passages) into the retriever batch dict (the tokenizer pads to the longest)."""
 
     def __init__(self, tokenizer: Any, q_max_len: int = 32, p_max_len: int = 128) -> None:
         self.tokenizer = tokenizer
@@ -308,28 +310,27 @@ class GeneratorDataset(Dataset):
 
 
 class GeneratorCollator:
-    """Tokenises (prompt, question) pairs: ``input_ids``, ``attention_mask``, ``labels`` (padding -> -100)."""
+    """Tokenises (prompt, question) pairs and pads them with transformers' ``DataCollatorForSeq2Seq``:
+    ``input_ids``, ``attention_mask``, ``labels`` (label padding -> -100, ignored by the loss)."""
 
     def __init__(self, tokenizer: Any, max_source_len: int = 128, max_target_len: int = 32) -> None:
         self.tokenizer = tokenizer
         self.max_source_len = max_source_len
         self.max_target_len = max_target_len
+        self.pad = DataCollatorForSeq2Seq(tokenizer, label_pad_token_id=-100, return_tensors="pt")
 
     def __call__(self, items: list[tuple[str, str]]) -> dict[str, torch.Tensor]:
-        sources = [s for s, _ in items]
-        targets = [t for _, t in items]
-        enc = self.tokenizer(
-            sources, padding="longest", truncation=True, max_length=self.max_source_len, return_tensors="pt"
-        )
+        enc = self.tokenizer([s for s, _ in items], truncation=True, max_length=self.max_source_len)
         tgt = self.tokenizer(
-            text_target=targets,
-            padding="longest",
-            truncation=True,
-            max_length=self.max_target_len,
-            return_tensors="pt",
+            text_target=[t for _, t in items], truncation=True, max_length=self.max_target_len
         )
-        labels = tgt["input_ids"].masked_fill(tgt["attention_mask"] == 0, -100)
-        return {"input_ids": enc["input_ids"], "attention_mask": enc["attention_mask"], "labels": labels}
+        features = [
+            {"input_ids": ids, "attention_mask": mask, "labels": labels}
+            for ids, mask, labels in zip(
+                enc["input_ids"], enc["attention_mask"], tgt["input_ids"], strict=True
+            )
+        ]
+        return dict(self.pad(features))
 
 
 def _load_pairs(source: PathLike | Iterable[GeneratorPair]) -> list[GeneratorPair]:

@@ -24,9 +24,10 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from xqg.core.config import plain
+from huggingface_hub import hf_hub_download
+from tqdm.auto import tqdm
+
 from xqg.core.errors import MissingResourceError, XqgInputError
-from xqg.core.progress import progress_bar
 
 _TRUE = ("1", "true", "yes", "on")
 
@@ -82,11 +83,6 @@ def parse_hub(spec: str) -> HubFile:
     return HubFile(repo, "/".join(parts[2:]), types[kind], revision)
 
 
-def describe(spec: Any) -> str:
-    spec = plain(spec)
-    return spec if isinstance(spec, str) else repr(spec)
-
-
 def resolve_source(
     spec: str | Path | Mapping[str, Any],
     cache_dir: str | Path,
@@ -98,7 +94,6 @@ def resolve_source(
     A mapping may name a local copy and its origin together (``{path, url}`` or ``{path, repo, filename}``):
     the local copy is used when it exists, else the remote one is fetched; ``note`` adds a hint to errors.
     """
-    spec = plain(spec)
     offline = is_offline() if offline is None else offline
     cache = Path(cache_dir)
     if isinstance(spec, Mapping):
@@ -148,8 +143,6 @@ def _hub(hub: HubFile, cache: Path, offline: bool, what: str, local: Any = None)
     if offline:
         raise _missing(what, hub.url, target, "offline (HF_HUB_OFFLINE=1)", local)
     try:
-        from huggingface_hub import hf_hub_download
-
         path = hf_hub_download(
             repo_id=hub.repo,
             filename=hub.filename,
@@ -204,8 +197,13 @@ def download_with_resume(url: str, target: Path, chunk: int = 1 << 20, timeout: 
         total = (int(length) + have) if length is not None else None
         with (
             open(part, "ab" if have else "wb") as f,
-            progress_bar(
-                total=total, initial=have, unit="B", unit_scale=True, desc=f"download {target.name}"
+            tqdm(
+                disable=None,
+                total=total,
+                initial=have,
+                unit="B",
+                unit_scale=True,
+                desc=f"download {target.name}",
             ) as bar,
         ):
             while True:

@@ -25,7 +25,7 @@ from xqg.core.artifacts import ArtifactDir, atomic_write_text, file_fingerprint
 from xqg.core.errors import XqgInputError
 from xqg.core.languages import normalize_lang
 from xqg.core.staging import staged_artifact
-from xqg.data.corpus import write_dpr_tsv
+from xqg.data.formats.dpr import write_dpr_tsv
 from xqg.data.formats.pairs import write_generator_pairs
 from xqg.data.formats.tevatron import write_tevatron
 from xqg.data.formats.xor import write_xor_questions

@@ -1,9 +1,9 @@
-"""Streaming JSONL (plain or gzip) with line numbers for errors, and atomic JSONL writing."""
+"""Streaming JSONL (plain or gzip, see :mod:`xqg.core.io`) with line numbers for errors, and atomic JSONL
+writing (gzip with a zero timestamp, so equal rows give byte-identical files)."""
 
 from __future__ import annotations
 
 import gzip
-import io
 import json
 from collections.abc import Iterable, Iterator, Mapping
 from pathlib import Path
@@ -11,21 +11,7 @@ from typing import IO, Any
 
 from xqg.core.artifacts import atomic_path
 from xqg.core.errors import XqgInputError
-
-
-def is_gzip(path: str | Path) -> bool:
-    with open(path, "rb") as f:
-        return f.read(2) == b"\x1f\x8b"
-
-
-def open_text(path: str | Path) -> IO[str]:
-    """Open a text file for reading, transparently un-gzipping (by magic bytes, not by name)."""
-    p = Path(path)
-    if not p.exists():
-        raise XqgInputError("file not found", path=p)
-    if is_gzip(p):
-        return io.TextIOWrapper(gzip.open(p, "rb"), encoding="utf-8")
-    return open(p, encoding="utf-8")
+from xqg.core.io import open_text
 
 
 def iter_jsonl(path: str | Path) -> Iterator[tuple[int, dict[str, Any]]]:

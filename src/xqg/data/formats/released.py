@@ -7,6 +7,8 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+import pyarrow.parquet as pq
+
 from xqg.core.errors import XqgInputError
 from xqg.core.languages import normalize_lang
 from xqg.data.formats.jsonl import Fields, iter_jsonl
@@ -15,8 +17,6 @@ from xqg.data.records import Passage
 
 def _rows(path: Path) -> Iterator[tuple[int, dict[str, Any]]]:
     if path.name.endswith(".parquet"):
-        import pyarrow.parquet as pq
-
         try:
             pf = pq.ParquetFile(path)
         except Exception as e:

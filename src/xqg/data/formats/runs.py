@@ -16,17 +16,10 @@ from typing import IO
 
 from xqg.core.artifacts import atomic_path
 from xqg.core.errors import XqgInputError
+from xqg.core.io import open_text
 
 Run = dict[str, list[tuple[str, float]]]
 FORMATS = ("tevatron", "trec")
-
-
-def _open(path: Path) -> IO[str]:
-    if not path.is_file():
-        raise XqgInputError("run file not found", path=path)
-    with open(path, "rb") as f:
-        gz = f.read(2) == b"\x1f\x8b"
-    return io.TextIOWrapper(gzip.open(path, "rb"), encoding="utf-8") if gz else open(path, encoding="utf-8")
 
 
 def detect_run_format(fields: Sequence[str]) -> str | None:
@@ -71,7 +64,7 @@ def read_run(path: str | Path) -> Run:
     """Read a Tevatron or TREC run (detected from the first line); returns ``{qid: [(docid, score), ...]}``."""
     p = Path(path)
     try:
-        with _open(p) as f:
+        with open_text(p, what="run file") as f:
             lines = f.read().split("\n")
     except UnicodeDecodeError as e:
         raise XqgInputError(f"not valid UTF-8 ({e.reason})", path=p) from None

@@ -109,10 +109,6 @@ class TevatronFile(Sequence[TrainExample]):
         return parse_tevatron(obj, self.path, int(self._lines[i]), require_positive=self.require_positive)
 
 
-def read_tevatron(path: str | Path, *, require_positive: bool = True) -> list[TrainExample]:
-    return list(iter_tevatron(path, require_positive=require_positive))
-
-
 def tevatron_row(ex: TrainExample) -> dict[str, Any]:
     row: dict[str, Any] = {
         "query_id": ex.qid,
