@@ -18,9 +18,12 @@ from typing import Any
 import torch
 import torch.nn.functional as F
 from torch import nn
+from transformers import AutoConfig, AutoModel, AutoTokenizer
+from transformers.utils import logging as hf_logging
 
 from xqg.core.artifacts import atomic_write_json
 from xqg.core.errors import XqgInputError
+from xqg.core.progress import bars_enabled
 
 SPEC_FILE = "xqg_retriever.json"
 # Tevatron's layout for untied encoders, so its checkpoints load too.
@@ -81,19 +84,14 @@ class RetrieverSpec:
 
 
 def quiet_hf_progress() -> None:
-    """Turn off HF's per-load/save progress bars unless xqg shows progress (they flood logs and CI output)."""
-    from xqg.core.progress import progress_enabled
-
-    if not progress_enabled():
-        from transformers.utils import logging as hf_logging
-
+    """Turn off HF's per-load/save progress bars off a terminal or under ``TQDM_DISABLE`` (they flood logs and
+    CI output), as xqg's own bars do."""
+    if not bars_enabled():
         hf_logging.disable_progress_bar()
 
 
 def load_backbone(name_or_path: str | Path, dtype: torch.dtype = torch.float32) -> nn.Module:
     """``AutoModel`` without its pooler (never with remote code), in ``dtype`` (fp32 master weights to train)."""
-    from transformers import AutoConfig, AutoModel
-
     quiet_hf_progress()
     name = str(name_or_path)
     config = AutoConfig.from_pretrained(name, trust_remote_code=False)
@@ -219,8 +217,6 @@ def read_spec(path: str | Path) -> RetrieverSpec:
 
 
 def load_tokenizer(path: str | Path) -> Any:
-    from transformers import AutoTokenizer
-
     return AutoTokenizer.from_pretrained(str(path), trust_remote_code=False)
 
 

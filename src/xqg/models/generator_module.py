@@ -19,12 +19,22 @@ from typing import Any
 
 import pytorch_lightning as pl
 import torch
+from transformers import AutoModelForSeq2SeqLM, get_linear_schedule_with_warmup
 
 from xqg.core.artifacts import atomic_write_json
+from xqg.core.errors import MissingResourceError
+from xqg.data.datamodules import DEFAULT_PROMPT
 
 SPEC_FILE = "xqg_generator.json"
-#: The paper's prompt (Zhuang et al., SIGIR 2023); ``{language}`` is the English language name.
-DEFAULT_PROMPT = "Generate a {language} question for this passage: {title} {passage}"
+
+
+def missing_model_message(name: str, error: Exception) -> str:
+    """What to do when a generator cannot be loaded (typically: a hub name on an offline machine)."""
+    return (
+        f"cannot load generator {name!r} ({str(error).splitlines()[0]}); on a machine with internet run "
+        f"`huggingface-cli download {name}` (then set HF_HUB_OFFLINE=1) or point generator.model.name_or_path "
+        "at a local folder"
+    )
 
 
 @dataclass(frozen=True)
@@ -67,11 +77,6 @@ class GeneratorModule(pl.LightningModule):
         super().__init__()
         self.save_hyperparameters(ignore=["model"])
         if model is None:
-            from transformers import AutoModelForSeq2SeqLM
-
-            from xqg.core.errors import MissingResourceError
-            from xqg.generation.generate import missing_model_message
-
             try:
                 model = AutoModelForSeq2SeqLM.from_pretrained(model_name_or_path)
             except OSError as e:
@@ -96,8 +101,6 @@ class GeneratorModule(pl.LightningModule):
         return loss
 
     def configure_optimizers(self) -> Any:
-        from transformers import get_linear_schedule_with_warmup
-
         hp = self.hparams
         no_decay = ("bias", "layer_norm.weight", "LayerNorm.weight")
         params = [

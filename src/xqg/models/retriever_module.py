@@ -1,4 +1,4 @@
-"""Lightning training of the bi-encoder with Tevatron's contrastive loss, and a dev retrieval check.
+"""Lightning training of the bi-encoder with Tevatron's contrastive loss.
 
 Loss (as Tevatron's ``DenseModel``): scores = q @ P^T / temperature over *all* passages of the batch (each
 query's positive, its hard negatives, and every other query's passages as in-batch negatives), target of query
@@ -6,23 +6,23 @@ i = i * n_passages, cross-entropy. Under DDP both queries and passages are gathe
 slice keeps its gradient) so each device sees the global batch's negatives; the loss is multiplied by the world
 size because DDP averages gradients over devices, exactly as the reference does.
 
-The dev check encodes a slice of passages and dev queries with the current weights, searches exactly (dot
-product in torch) and reports Recall@k and MRR against the gold positive docids, at the start of training and
-after every ``dev_every_n_epochs`` epochs, so the curves say whether retrieval gets better, not only the loss.
+The dev retrieval check (Recall@k and MRR on a :class:`xqg.data.dev_set.DevSet`, at the start and every few
+epochs) is a callback beside it, :class:`xqg.retrieval.dev_check.DevRetrievalCheck`.
 """
 
 from __future__ import annotations
 
-import contextlib
 import math
-from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
+from collections.abc import Callable
+from dataclasses import dataclass
 from typing import Any
 
 import pytorch_lightning as pl
 import torch
+import torch.distributed as dist
 import torch.nn.functional as F
 from torch import nn
+from transformers import get_linear_schedule_with_warmup
 
 from xqg.models.biencoder import BiEncoder
 
@@ -36,8 +36,6 @@ def gather_with_grad(t: torch.Tensor) -> torch.Tensor:
     Ranks may hold different numbers of rows (a short last batch): rows are padded to the largest count for
     ``all_gather`` and the padding is dropped again.
     """
-    import torch.distributed as dist
-
     world, rank = dist.get_world_size(), dist.get_rank()
     n = torch.tensor([t.size(0)], device=t.device, dtype=torch.long)
     sizes = [torch.zeros_like(n) for _ in range(world)]
@@ -88,97 +86,6 @@ def contrastive_loss(
     return ContrastiveOutput(loss=loss, ce=ce.detach(), accuracy=acc.detach(), n_passages=n)
 
 
-# -- dev retrieval ---------------------------------------------------------------------------------------------
-@dataclass
-class DevSet:
-    """Dev queries with their gold positive docids, and the passages to search (which include the golds)."""
-
-    qids: list[str]
-    queries: list[str]
-    gold: list[frozenset[str]]
-    docids: list[str]
-    passages: list[str]
-    name: str = "dev"
-    meta: dict[str, Any] = field(default_factory=dict)
-
-    def __post_init__(self) -> None:
-        if not (len(self.qids) == len(self.queries) == len(self.gold)):
-            raise ValueError("qids, queries and gold must have the same length")
-        if len(self.docids) != len(self.passages):
-            raise ValueError("docids and passages must have the same length")
-
-
-@torch.no_grad()
-def embed_texts(
-    encode: Callable[[torch.Tensor, torch.Tensor], torch.Tensor],
-    tokenizer: Any,
-    texts: Sequence[str],
-    max_len: int,
-    batch_size: int,
-    device: torch.device,
-) -> torch.Tensor:
-    """fp32 embeddings of ``texts`` in input order; batches are formed by length so padding stays small."""
-    order = sorted(range(len(texts)), key=lambda i: len(texts[i]))
-    out: torch.Tensor | None = None
-    for start in range(0, len(order), batch_size):
-        idx = order[start : start + batch_size]
-        enc = tokenizer(
-            [texts[i] for i in idx], max_length=max_len, truncation=True, padding=True, return_tensors="pt"
-        )
-        emb = encode(enc["input_ids"].to(device), enc["attention_mask"].to(device)).float()
-        if out is None:
-            out = torch.empty((len(texts), emb.size(1)), dtype=torch.float32, device=device)
-        out[torch.tensor(idx, device=device)] = emb
-    if out is None:
-        raise ValueError("no texts to embed")
-    return out
-
-
-@torch.no_grad()
-def evaluate_retrieval(
-    model: BiEncoder,
-    tokenizer: Any,
-    dev: DevSet,
-    *,
-    ks: Sequence[int] = (1, 5, 20, 100),
-    batch_size: int = 128,
-    device: torch.device | str = "cpu",
-) -> dict[str, float]:
-    """Exact dot-product search of ``dev.queries`` over ``dev.passages``: Recall@k (share of a query's gold
-    docids in its top k, averaged) and MRR@max(k) (reciprocal rank of the first gold)."""
-    device = torch.device(device)
-    was_training = model.training
-    model.eval()
-    try:
-        p = embed_texts(
-            model.encode_passage, tokenizer, dev.passages, model.spec.p_max_len, batch_size, device
-        )
-        q = embed_texts(model.encode_query, tokenizer, dev.queries, model.spec.q_max_len, batch_size, device)
-    finally:
-        model.train(was_training)
-    depth = min(max(ks), len(dev.docids))
-    doc_index = {d: i for i, d in enumerate(dev.docids)}
-    gold_rows = [[doc_index[d] for d in g if d in doc_index] for g in dev.gold]
-    recall = {k: 0.0 for k in ks}
-    mrr = 0.0
-    counted = 0
-    for start in range(0, q.size(0), 1024):
-        top = (q[start : start + 1024] @ p.T).topk(depth, dim=1).indices.cpu().tolist()
-        for j, ranked in enumerate(top):
-            gold = set(gold_rows[start + j])
-            if not gold:
-                continue
-            counted += 1
-            for k in ks:
-                recall[k] += len(gold.intersection(ranked[:k])) / len(gold)
-            mrr += next((1.0 / (r + 1) for r, i in enumerate(ranked) if i in gold), 0.0)
-    denom = max(counted, 1)
-    metrics = {f"recall@{k}": recall[k] / denom for k in ks}
-    metrics[f"mrr@{depth}"] = mrr / denom
-    metrics["queries"] = float(counted)
-    return metrics
-
-
 # -- the Lightning module --------------------------------------------------------------------------------------
 def _decay_groups(module: nn.Module, weight_decay: float) -> list[dict[str, Any]]:
     """No weight decay on biases and LayerNorm weights (as the HF Trainer the reference runs on)."""
@@ -191,17 +98,6 @@ def _decay_groups(module: nn.Module, weight_decay: float) -> list[dict[str, Any]
         {"params": decay, "weight_decay": weight_decay},
         {"params": no_decay, "weight_decay": 0.0},
     ]
-
-
-def linear_warmup_decay(warmup_steps: int, total_steps: int) -> Callable[[int], float]:
-    """LR multiplier: 0 -> 1 over ``warmup_steps``, then linearly to 0 at ``total_steps`` (HF's schedule)."""
-
-    def factor(step: int) -> float:
-        if step < warmup_steps:
-            return step / max(1, warmup_steps)
-        return max(0.0, (total_steps - step) / max(1, total_steps - warmup_steps))
-
-    return factor
 
 
 class RetrieverModule(pl.LightningModule):
@@ -218,19 +114,10 @@ class RetrieverModule(pl.LightningModule):
         warmup_steps: int | None = None,
         adam_eps: float = 1e-8,
         gather_across_devices: bool = True,
-        tokenizer: Any | None = None,
-        dev: DevSet | None = None,
-        dev_ks: Sequence[int] = (1, 5, 20, 100),
-        dev_batch_size: int = 128,
-        dev_every_n_epochs: int = 1,
-        dev_at_start: bool = True,
     ) -> None:
         super().__init__()
         self.model = model
-        self.tokenizer = tokenizer
-        self.dev = dev
-        self.save_hyperparameters(ignore=["model", "tokenizer", "dev"])
-        self.dev_history: list[dict[str, float]] = []
+        self.save_hyperparameters(ignore=["model"])
 
     # -- training -----------------------------------------------------------------------------------------
     def _gather(self) -> tuple[GatherFn | None, int]:
@@ -258,7 +145,7 @@ class RetrieverModule(pl.LightningModule):
 
     def validation_step(self, batch: dict[str, torch.Tensor], batch_idx: int) -> None:
         """Contrastive loss and in-batch accuracy on held-out examples (when the DataModule has a val split):
-        an over-fitting signal next to the retrieval check of :meth:`run_dev`."""
+        an over-fitting signal next to the retrieval check (:class:`xqg.retrieval.dev_check.DevRetrievalCheck`)."""
         q = self.model.encode_query(batch["query_input_ids"], batch["query_attention_mask"])
         p = self.model.encode_passage(batch["passage_input_ids"], batch["passage_attention_mask"])
         out = contrastive_loss(q, p, temperature=self.model.spec.temperature, gather=None, world_size=1)
@@ -272,51 +159,5 @@ class RetrieverModule(pl.LightningModule):
         opt = torch.optim.AdamW(_decay_groups(self.model, hp.weight_decay), lr=hp.lr, eps=hp.adam_eps)
         total = max(1, int(self.trainer.estimated_stepping_batches))
         warmup = hp.warmup_steps if hp.warmup_steps is not None else math.ceil(hp.warmup_ratio * total)
-        sched = torch.optim.lr_scheduler.LambdaLR(opt, linear_warmup_decay(int(warmup), total))
+        sched = get_linear_schedule_with_warmup(opt, int(warmup), total)
         return {"optimizer": opt, "lr_scheduler": {"scheduler": sched, "interval": "step", "frequency": 1}}
-
-    # -- dev retrieval ------------------------------------------------------------------------------------
-    def run_dev(self) -> dict[str, float] | None:
-        """Dev retrieval with the current weights, logged at the current global step (rank 0 only; it uses
-        the bare model, outside DDP, so other ranks are never waited on)."""
-        if self.dev is None or self.tokenizer is None or self.global_rank != 0:
-            return None
-        ctx = (
-            self.trainer.precision_plugin.forward_context()
-            if self._trainer is not None
-            else contextlib.nullcontext()
-        )
-        with ctx:
-            metrics = evaluate_retrieval(
-                self.model,
-                self.tokenizer,
-                self.dev,
-                ks=self.hparams.dev_ks,
-                batch_size=self.hparams.dev_batch_size,
-                device=self.device,
-            )
-        logged = {f"{self.dev.name}/{k}": v for k, v in metrics.items()}
-        record = {"step": float(self.global_step), "epoch": float(self.current_epoch), **logged}
-        self.dev_history.append(record)
-        for lg in self.loggers:
-            lg.log_metrics(logged, step=self.global_step)
-        return metrics
-
-    def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
-        checkpoint["xqg_dev_history"] = list(self.dev_history)  # a resumed run keeps the whole curve
-
-    def on_load_checkpoint(self, checkpoint: dict[str, Any]) -> None:
-        self.dev_history = list(checkpoint.get("xqg_dev_history", []))
-
-    def on_train_start(self) -> None:
-        if self.hparams.dev_at_start and self.global_step == 0:
-            self.run_dev()
-
-    def on_train_epoch_end(self) -> None:
-        every = max(1, int(self.hparams.dev_every_n_epochs))
-        t = self.trainer
-        last = (t.max_epochs is not None and t.max_epochs > 0 and self.current_epoch + 1 >= t.max_epochs) or (
-            t.max_steps is not None and t.max_steps > 0 and self.global_step >= t.max_steps
-        )
-        if (self.current_epoch + 1) % every == 0 or last:
-            self.run_dev()

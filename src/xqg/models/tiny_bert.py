@@ -12,13 +12,17 @@ randomly initialised ``BertModel`` from a small config. Both are saved in HF for
 from __future__ import annotations
 
 from collections import Counter
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Iterable
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
+import torch
+from tokenizers import Tokenizer, decoders, models, normalizers, pre_tokenizers, processors
+from transformers import BertConfig, BertModel, PreTrainedTokenizerFast
+
 from xqg.core.artifacts import ArtifactDir
-from xqg.core.config import dataclass_from_mapping
+from xqg.models.biencoder import quiet_hf_progress
 
 CODE_VERSION = "2"
 SPECIAL_TOKENS = ("[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]")
@@ -42,14 +46,8 @@ class TinyBertConfig:
     max_tokenizer_texts: int = 200_000
     seed: int = 0
 
-    @classmethod
-    def from_mapping(cls, m: Mapping[str, Any] | None) -> TinyBertConfig:
-        return dataclass_from_mapping(cls, m, what="tiny BERT", field="backbone.tiny")
-
 
 def _normalizer_and_pretokenizer() -> tuple[Any, Any]:
-    from tokenizers import normalizers, pre_tokenizers
-
     norm = normalizers.BertNormalizer(
         clean_text=True, handle_chinese_chars=True, strip_accents=False, lowercase=False
     )
@@ -94,11 +92,10 @@ def wordpiece_vocab(
     return vocab + ranked[:budget]
 
 
-def train_wordpiece(texts: Iterable[str], vocab_size: int, model_max_length: int = 512) -> Any:
+def train_wordpiece(
+    texts: Iterable[str], vocab_size: int, model_max_length: int = 512
+) -> PreTrainedTokenizerFast:
     """A cased multilingual WordPiece tokenizer fitted to ``texts``, as a ``PreTrainedTokenizerFast``."""
-    from tokenizers import Tokenizer, decoders, models, processors
-    from transformers import PreTrainedTokenizerFast
-
     vocab = wordpiece_vocab(texts, vocab_size)
     tok = Tokenizer(
         models.WordPiece(
@@ -126,11 +123,8 @@ def train_wordpiece(texts: Iterable[str], vocab_size: int, model_max_length: int
     )
 
 
-def build_tiny_bert(cfg: TinyBertConfig, vocab_size: int, pad_token_id: int = 0) -> Any:
+def build_tiny_bert(cfg: TinyBertConfig, vocab_size: int, pad_token_id: int = 0) -> BertModel:
     """A randomly initialised ``BertModel`` (no pooler), seeded without touching the global RNG."""
-    import torch
-    from transformers import BertConfig, BertModel
-
     config = BertConfig(
         vocab_size=vocab_size,
         hidden_size=cfg.hidden_size,
@@ -174,8 +168,6 @@ def tiny_bert_backbone(
     )
     if art.complete:
         return art.path
-    from xqg.models.biencoder import quiet_hf_progress
-
     quiet_hf_progress()
     out = art.begin()
     tokenizer = train_wordpiece(_capped(texts(), cfg.max_tokenizer_texts), cfg.vocab_size, cfg.max_position)

@@ -13,13 +13,15 @@ from __future__ import annotations
 
 import hashlib
 import json
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Any
+
+import torch
+from tokenizers import Tokenizer, decoders, models, normalizers, pre_tokenizers, processors, trainers
+from transformers import PreTrainedTokenizerFast, T5Config, T5ForConditionalGeneration
 
 from xqg.core.artifacts import ArtifactDir
-from xqg.core.config import dataclass_from_mapping
 
 CODE_VERSION = "2"
 PAD, EOS, UNK = "<pad>", "</s>", "<unk>"
@@ -40,21 +42,14 @@ class TinyT5Config:
     dropout_rate: float = 0.0
     seed: int = 0
 
-    @classmethod
-    def from_mapping(cls, m: Mapping[str, Any] | None) -> TinyT5Config:
-        return dataclass_from_mapping(cls, m, what="tiny T5", field="generator.model.tiny")
 
-
-def train_tokenizer(texts: Iterable[str], vocab_size: int):  # -> PreTrainedTokenizerFast
+def train_tokenizer(texts: Iterable[str], vocab_size: int) -> PreTrainedTokenizerFast:
     """Character-level BPE with byte fallback trained on ``texts``, T5 special tokens, ``</s>`` appended.
 
     Characters seen in training (every script of the pairs) are single tokens at least, which a tiny model
     learns far faster than the 3-byte pieces of a byte-level BPE; unseen characters fall back to ``<0xNN>``
     byte tokens, so no text is ever unknown.
     """
-    from tokenizers import Tokenizer, decoders, models, normalizers, pre_tokenizers, processors, trainers
-    from transformers import PreTrainedTokenizerFast
-
     tok = Tokenizer(models.BPE(unk_token=UNK))
     tok.normalizer = normalizers.NFKC()
     tok.pre_tokenizer = pre_tokenizers.Metaspace()
@@ -79,11 +74,8 @@ def train_tokenizer(texts: Iterable[str], vocab_size: int):  # -> PreTrainedToke
     )
 
 
-def build_model(config: TinyT5Config, tokenizer: Any):  # -> T5ForConditionalGeneration
+def build_model(config: TinyT5Config, tokenizer: PreTrainedTokenizerFast) -> T5ForConditionalGeneration:
     """A randomly initialised (seeded) T5 whose special ids match the tokenizer."""
-    import torch
-    from transformers import T5Config, T5ForConditionalGeneration
-
     t5 = T5Config(
         vocab_size=len(tokenizer),
         d_model=config.d_model,
@@ -105,14 +97,12 @@ def build_model(config: TinyT5Config, tokenizer: Any):  # -> T5ForConditionalGen
         return T5ForConditionalGeneration(t5)
 
 
-def tiny_t5_checkpoint(
-    config: TinyT5Config | Mapping[str, Any] | None, texts: Iterable[str], cache_dir: str | Path
-) -> Path:
+def tiny_t5_checkpoint(config: TinyT5Config | None, texts: Iterable[str], cache_dir: str | Path) -> Path:
     """Build (once) and return the folder of a tiny T5 + tokenizer trained on ``texts``.
 
     The fingerprint covers the config and a hash of the texts, so new training text gives a new tokenizer.
     """
-    cfg = config if isinstance(config, TinyT5Config) else TinyT5Config.from_mapping(config)
+    cfg = config or TinyT5Config()
     texts = list(texts)
     h = hashlib.sha256()
     for t in texts:

@@ -1,0 +1,245 @@
+"""Decoding: the settings (:class:`DecodingConfig`) and a loaded generator that samples n queries per prompt.
+
+Sampling (the paper's setting) runs our own incremental decoding loop over the model's KV cache: the encoder runs
+once per prompt, the next token is drawn among the top-k candidates (same distribution as transformers' warpers),
+and rows that reached EOS leave the batch; see ``benchmarks/results/generate.md``. Beam search uses
+``model.generate``. Prompts are length-sorted into batches (so padding is small) and batch ``b`` is seeded from
+``(*seed, b)``, so the text depends only on the prompts, the settings and the seed (on the same kind of device:
+CPU and GPU arithmetic differ).
+"""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import torch
+from transformers import AutoModelForSeq2SeqLM, AutoTokenizer
+from transformers.cache_utils import DynamicCache, EncoderDecoderCache
+from transformers.modeling_outputs import BaseModelOutput
+
+from xqg.core.device import autocast, autocast_dtype, resolve_device
+from xqg.core.errors import MissingResourceError, XqgInputError
+from xqg.data.datamodules import format_prompt
+from xqg.data.records import Passage
+from xqg.models.generator_module import GeneratorSpec, missing_model_message
+
+
+@dataclass(frozen=True)
+class DecodingConfig:
+    """Decoding settings (all part of the store fingerprint). The paper samples with top_k 10, 32 tokens."""
+
+    do_sample: bool = True
+    top_k: int | None = 10
+    top_p: float | None = None
+    temperature: float = 1.0
+    num_beams: int = 1
+    max_new_tokens: int = 32
+
+    def generate_kwargs(self, n: int) -> dict[str, Any]:
+        """Arguments for ``model.generate`` returning ``n`` sequences per prompt; rejects settings that would
+        silently give n identical queries (greedy with n > 1) or fail deep in transformers (n > num_beams)."""
+        kw: dict[str, Any] = {"max_new_tokens": self.max_new_tokens, "num_return_sequences": n}
+        if self.num_beams > 1 and self.num_beams < n:
+            raise XqgInputError(
+                f"beam search returning n={n} queries needs num_beams >= {n}, got {self.num_beams}",
+                field="generator.decoding.num_beams",
+            )
+        if self.do_sample:
+            kw.update(do_sample=True, temperature=self.temperature, num_beams=self.num_beams)
+            kw["top_k"] = self.top_k if self.top_k is not None else 0
+            if self.top_p is not None:
+                kw["top_p"] = self.top_p
+            return kw
+        if self.num_beams < n:
+            raise XqgInputError(
+                f"greedy decoding gives one query, not n={n}: sample (do_sample) or set num_beams >= {n}",
+                field="generator.decoding.num_beams",
+            )
+        kw.update(do_sample=False, num_beams=self.num_beams)
+        if self.num_beams > 1:
+            kw["early_stopping"] = True
+        return kw
+
+
+def derive_seed(*parts: Any) -> int:
+    """A 63-bit seed from any repr-able parts (stable across processes and machines)."""
+    return int.from_bytes(hashlib.sha256(repr(parts).encode()).digest()[:8], "little") & ((1 << 63) - 1)
+
+
+def generation_precision(device: torch.device, precision: str) -> str:
+    """``precision`` in :mod:`xqg.core.device`'s terms for generation: bf16 where the GPU has it, fp16 only when
+    asked (mT5 overflows in fp16), so ``auto`` on a GPU without bf16 runs in fp32 (where encoding takes fp16)."""
+    if precision == "auto" and device.type == "cuda" and not torch.cuda.is_bf16_supported():
+        return "fp32"
+    return precision
+
+
+class CandidateSampler:
+    """Draws next tokens with transformers' sampling semantics (temperature, then top-k, then top-p keeping the
+    smallest prefix with mass >= top_p, at least one token), but among the k candidates instead of over the
+    whole vocabulary (a full-vocabulary multinomial took over half of the CPU time), from its own seeded
+    ``torch.Generator`` (the global RNG is left alone)."""
+
+    def __init__(
+        self, top_k: int | None, top_p: float | None, temperature: float, generator: torch.Generator
+    ) -> None:
+        self.top_k = top_k if top_k and top_k > 0 else None
+        self.top_p = top_p
+        self.temperature = temperature
+        self.generator = generator
+
+    def draw(self, scores: torch.Tensor) -> torch.Tensor:
+        logits = scores.float()
+        if self.temperature != 1.0:
+            logits = logits / self.temperature
+        if self.top_k is not None:
+            values, index = logits.topk(min(self.top_k, logits.shape[-1]), dim=-1)
+        else:
+            values, index = logits.sort(dim=-1, descending=True)
+        probs = values.softmax(dim=-1)
+        if self.top_p is not None and self.top_p < 1.0:
+            before = probs.cumsum(dim=-1) - probs
+            probs = probs.masked_fill(before >= self.top_p, 0.0)
+        choice = torch.multinomial(probs, 1, generator=self.generator)
+        return index.gather(-1, choice).squeeze(-1)
+
+
+class QueryGenerator:
+    """A loaded generator that turns (passage, language) prompts into n queries each, batched and sorted."""
+
+    def __init__(
+        self,
+        path: str | Path,
+        *,
+        device: str | torch.device | None = "auto",
+        precision: str = "auto",
+        prompt_template: str | None = None,
+        max_source_length: int | None = None,
+    ) -> None:
+        self.path = str(path)
+        self.spec = GeneratorSpec.load(path)
+        self.prompt_template = prompt_template or self.spec.prompt_template
+        self.max_source_length = int(max_source_length or self.spec.max_source_length)
+        self.device = resolve_device(device)
+        try:
+            self.tokenizer = AutoTokenizer.from_pretrained(self.path)
+            model = AutoModelForSeq2SeqLM.from_pretrained(self.path)
+        except OSError as e:
+            raise MissingResourceError(missing_model_message(self.path, e)) from None
+        self.model = model.to(self.device).eval()
+        self.precision = generation_precision(self.device, precision)
+        self.autocast_dtype = autocast_dtype(self.device, self.precision)
+        self.generated_tokens = 0
+
+    def prompts(self, passages: Sequence[Passage], languages: Sequence[str]) -> list[str]:
+        """Passage-major prompts: for each passage, one per language (the training prompt template)."""
+        return [
+            format_prompt(self.prompt_template, lang, p.title, p.text) for p in passages for lang in languages
+        ]
+
+    def _sample(
+        self, input_ids: torch.Tensor, mask: torch.Tensor, n: int, decoding: DecodingConfig, seed: int
+    ) -> torch.Tensor:
+        """Sampling, n per prompt, as ``(rows, max_new_tokens)`` token ids (pad after EOS).
+
+        Our own incremental decoding loop rather than ``model.generate``: the encoder runs once per prompt
+        (its output repeated n times), tokens are drawn by :class:`CandidateSampler`, and rows that reached
+        EOS are dropped from the batch (with their KV cache) once they are a quarter of it, so a few long
+        samples do not keep a whole batch of finished ones computing to ``max_new_tokens``. Only the decoding
+        settings of :class:`DecodingConfig` apply (not extra processors of the model's generation_config).
+        """
+        model = self.model
+        device = input_ids.device
+        hidden = model.get_encoder()(input_ids=input_ids, attention_mask=mask).last_hidden_state
+        hidden = hidden.repeat_interleave(n, dim=0)
+        enc_mask = mask.repeat_interleave(n, dim=0)
+        rows = hidden.shape[0]
+        gcfg = model.generation_config
+        start = gcfg.decoder_start_token_id
+        if start is None:
+            start = model.config.decoder_start_token_id
+        eos = gcfg.eos_token_id if gcfg.eos_token_id is not None else self.tokenizer.eos_token_id
+        eos_ids = torch.tensor(eos if isinstance(eos, list) else [eos], device=device)
+        pad = self.tokenizer.pad_token_id
+        sampler = CandidateSampler(
+            decoding.top_k,
+            decoding.top_p,
+            decoding.temperature,
+            torch.Generator(device=device).manual_seed(seed),
+        )
+        out = torch.full((rows, decoding.max_new_tokens), pad, dtype=torch.long, device=device)
+        alive = torch.arange(rows, device=device)  # original row of each row still in the batch
+        finished = torch.zeros(rows, dtype=torch.bool, device=device)
+        cur = torch.full((rows, 1), int(start), dtype=torch.long, device=device)
+        cache = EncoderDecoderCache(DynamicCache(), DynamicCache())
+        enc = BaseModelOutput(last_hidden_state=hidden)
+        for step in range(decoding.max_new_tokens):
+            o = model(
+                encoder_outputs=enc,
+                attention_mask=enc_mask,
+                decoder_input_ids=cur,
+                past_key_values=cache,
+                use_cache=True,
+            )
+            cache = o.past_key_values
+            nxt = sampler.draw(o.logits[:, -1, :])
+            nxt = torch.where(finished, torch.full_like(nxt, pad), nxt)
+            out[alive, step] = nxt
+            finished |= torch.isin(nxt, eos_ids)
+            done = int(finished.sum())
+            if done == len(alive):
+                break
+            if 4 * done >= len(alive):
+                keep = (~finished).nonzero().squeeze(1)
+                alive, finished, nxt = alive[keep], finished[keep], nxt[keep]
+                enc_mask = enc_mask.index_select(0, keep)
+                enc = BaseModelOutput(last_hidden_state=enc.last_hidden_state.index_select(0, keep))
+                cache.batch_select_indices(keep)
+            cur = nxt[:, None]
+        return out
+
+    def generate(
+        self,
+        prompts: Sequence[str],
+        n: int,
+        decoding: DecodingConfig,
+        *,
+        batch_size: int,
+        seed: Iterable[Any] = (),
+        on_batch: Callable[[int], Any] | None = None,
+    ) -> list[list[str]]:
+        """``n`` texts per prompt. Prompts are length-sorted into batches of ``batch_size`` prompts; batch ``b``
+        is seeded from ``(*seed, b)``, so the output depends only on the prompts, the settings and ``seed``."""
+        kwargs = decoding.generate_kwargs(n)
+        enc = self.tokenizer(list(prompts), truncation=True, max_length=self.max_source_length)
+        ids = enc["input_ids"]
+        order = sorted(range(len(ids)), key=lambda j: (-len(ids[j]), j))
+        out: list[list[str]] = [[] for _ in ids]
+        pad = self.tokenizer.pad_token_id
+        seed = tuple(seed)
+        for b, start in enumerate(range(0, len(order), batch_size)):
+            idx = order[start : start + batch_size]
+            batch = self.tokenizer.pad(
+                {"input_ids": [ids[j] for j in idx]}, padding_side="right", return_tensors="pt"
+            )
+            input_ids = batch["input_ids"].to(self.device)
+            mask = batch["attention_mask"].to(self.device)
+            batch_seed = derive_seed(*seed, b)
+            with torch.inference_mode(), autocast(self.device, self.precision):
+                if decoding.do_sample and decoding.num_beams == 1:
+                    gen = self._sample(input_ids, mask, n, decoding, batch_seed)
+                else:  # beam search / beam sampling: transformers' own implementation
+                    torch.manual_seed(batch_seed)
+                    gen = self.model.generate(input_ids=input_ids, attention_mask=mask, **kwargs)
+                    gen = gen[:, 1:]  # drop the decoder start token
+            self.generated_tokens += int((gen != pad).sum())
+            texts = self.tokenizer.batch_decode(gen, skip_special_tokens=True)
+            for r, j in enumerate(idx):
+                out[j] = [t.strip() for t in texts[r * n : (r + 1) * n]]
+            if on_batch is not None:
+                on_batch(len(idx) * n)
+        return out
