@@ -1,12 +1,12 @@
 """Exact inner-product search (faiss ``IndexFlatIP``, as the paper), on GPU when faiss-gpu and a GPU exist.
 
-The corpus is searched block by block (an :class:`~xqg.retrieval.encode.EmbeddingStore`'s chunks or slices of an in-memory
-matrix) and the per-block top-k lists are merged, so memory holds one block, not the corpus. Equal scores are
-ranked by corpus row (lower first); faiss keeps the lowest rows among equal scores inside a block, so the merged
-result is that of one index over the whole corpus. (BLAS may round a dot product differently by a last bit
-depending on where a row sits in a block, so rows whose scores agree to ~1e-7 can swap between block layouts;
-nothing else can.) An optional ``transform(row_offset, docids, block) -> block``
-rewrites each block before it is indexed (xQG fuses passage embeddings with generated-query sums there).
+The corpus is searched block by block (an :class:`~xqg.retrieval.embeddings.EmbeddingStore`'s chunks or slices
+of an in-memory matrix) and the per-block top-k lists are merged, so memory holds one block, not the corpus. Equal
+scores are ranked by corpus row (lower first); faiss keeps the lowest rows among equal scores inside a block, so
+the merged result is that of one index over the whole corpus. (BLAS may round a dot product differently by a last
+bit depending on where a row sits in a block, so rows whose scores agree to ~1e-7 can swap between block layouts;
+nothing else can.) An optional ``transform(row_offset, docids, block) -> block`` rewrites each block before it is
+indexed (xQG fuses passage embeddings with generated-query sums there, :mod:`xqg.retrieval.fusion`).
 """
 
 from __future__ import annotations
@@ -17,9 +17,9 @@ from dataclasses import dataclass
 from typing import Any, Protocol
 
 import numpy as np
+from tqdm.auto import tqdm
 
 from xqg.core.errors import XqgInputError
-from xqg.core.progress import progress_bar
 
 log = logging.getLogger(__name__)
 # faiss logs, at INFO, every SIMD build it fails to import before the one that loads: noise in every run's log
@@ -152,7 +152,7 @@ def search(
         raise XqgInputError("the corpus to search is empty")
     index: _FlatIP | None = None
     best: tuple[np.ndarray, np.ndarray, np.ndarray] | None = None
-    with progress_bar(total=total, unit="psg", unit_scale=True, desc="search") as bar:
+    with tqdm(disable=None, total=total, unit="psg", unit_scale=True, desc="search") as bar:
         for offset, block_ids, block in chunks:
             if transform is not None:
                 block = transform(offset, block_ids, block)
