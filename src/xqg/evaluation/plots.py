@@ -1,5 +1,5 @@
 """Paper-style sweep plots (PNG): R@kt against alpha and against n, one line per language plus the macro
-average; and the baseline-vs-+xQG table (rendered by :func:`xqg.evaluation.report.paper_table`, not re-implemented here).
+average; and the baseline-vs-+xQG table (rendered by :func:`xqg.evaluation.tables.paper_table`, not re-implemented here).
 
 Input: trial records (``xqg.tasks.sweep.write_trial_record``): ``{"params": {"alpha", "n", ...}, "metrics":
 {"R@2kt": {"ar": .., ..., "macro": .., "count": {..}}, ...}, "markers": {...}, "baseline": {...}}``.
@@ -11,7 +11,8 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
-from xqg.evaluation.metrics import lang_order
+from xqg.evaluation.result import lang_order
+from xqg.evaluation.tables import paper_table
 
 MACRO = "macro"
 
@@ -169,8 +170,6 @@ def xqg_table(
 
     ``markers``: ``{metric: {lang or 'macro': '†'}}`` (as in trial records) or ``{(metric, lang): '†'}`` (as
     :meth:`xqg.evaluation.significance.Comparison.marker_map` returns)."""
-    from xqg.evaluation.report import paper_table
-
     flat: dict[tuple[str, str], str] = {}
     for k, v in (markers or {}).items():
         if isinstance(k, tuple):

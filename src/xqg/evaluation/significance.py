@@ -23,9 +23,10 @@ from dataclasses import asdict, dataclass, field
 from typing import Any
 
 import numpy as np
+from scipy.stats import ttest_rel
 
 from xqg.core.errors import XqgInputError
-from xqg.evaluation.metrics import EvalResult, lang_order, metric_name
+from xqg.evaluation.result import EvalResult, lang_order, metric_name
 
 TESTS = ("ttest", "randomization")
 MACRO = "macro"
@@ -44,8 +45,6 @@ class TestResult:
 
 def paired_ttest(a: Sequence[float], b: Sequence[float]) -> TestResult:
     """Paired t-test of b against a; identical outcomes give t = 0, p = 1 (scipy would give NaN)."""
-    from scipy.stats import ttest_rel
-
     xa = np.asarray(a, dtype=np.float64)
     xb = np.asarray(b, dtype=np.float64)
     if xa.shape != xb.shape:
@@ -101,27 +100,27 @@ class Comparison:
     name_a: str
     name_b: str
     tests: dict[str, dict[str, dict[str, TestResult]]] = field(default_factory=dict)
-    alpha: float = 0.05
+    level: float = 0.05  # significance level of the markers
     notes: list[str] = field(default_factory=list)
 
     def p_value(self, metric: str, lang: str, test: str) -> float:
         return self.tests[metric][lang][test].p_value
 
     def markers(self, metric: str, lang: str, symbols: Mapping[str, str] | None = None) -> str:
-        """``†`` when the t-test, ``‡`` when the randomisation test is significant at ``alpha``."""
+        """``†`` when the t-test, ``‡`` when the randomisation test is significant at ``level``."""
         symbols = symbols or MARKERS
         res = self.tests.get(metric, {}).get(lang, {})
-        return "".join(symbols[t] for t in TESTS if t in res and res[t].p_value < self.alpha)
+        return "".join(symbols[t] for t in TESTS if t in res and res[t].p_value < self.level)
 
     def marker_map(self) -> dict[tuple[str, str], str]:
-        """(metric, lang or 'macro') -> markers, for :func:`xqg.evaluation.report.paper_table`."""
+        """(metric, lang or 'macro') -> markers, for :func:`xqg.evaluation.tables.paper_table`."""
         return {(m, lang): self.markers(m, lang) for m, per in self.tests.items() for lang in per}
 
     def to_json(self) -> dict[str, Any]:
         return {
             "a": self.name_a,
             "b": self.name_b,
-            "alpha": self.alpha,
+            "level": self.level,
             "tests": {
                 m: {lang: {t: asdict(r) for t, r in per_t.items()} for lang, per_t in per.items()}
                 for m, per in self.tests.items()
@@ -140,7 +139,7 @@ def compare(
     tests: Sequence[str] = TESTS,
     permutations: int = 10_000,
     seed: int = 0,
-    alpha: float = 0.05,
+    level: float = 0.05,
     name_a: str = "A",
     name_b: str = "B",
 ) -> Comparison:
@@ -151,7 +150,7 @@ def compare(
     ks = [k for k in a.ks if k in b.ks]
     if not ks:
         raise XqgInputError(f"the two results share no k (a: {a.ks}, b: {b.ks})", field="ks")
-    comp = Comparison(name_a, name_b, alpha=alpha)
+    comp = Comparison(name_a, name_b, level=level)
     common = [q for q in a.question_lang if q in b.question_lang]
     only = len(a.question_lang) + len(b.question_lang) - 2 * len(common)
     if only:

@@ -10,7 +10,8 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from typing import Any
 
-from xqg.evaluation.metrics import lang_order
+from xqg.evaluation.result import lang_order
+from xqg.evaluation.significance import MARKERS
 
 AVG = "Avg"
 FORMATS = ("text", "markdown")
@@ -96,12 +97,11 @@ def paper_table(
     return "\n".join(out)
 
 
-def significance_footnotes(alpha: float, name_a: str, tests: Sequence[str]) -> list[str]:
-    """The legend for the markers :class:`xqg.evaluation.significance.Comparison` puts on the second system."""
-    from xqg.evaluation.significance import MARKERS
-
+def significance_footnotes(level: float, name_a: str, tests: Sequence[str]) -> list[str]:
+    """The legend for the markers :class:`xqg.evaluation.significance.Comparison` puts on the second system
+    (``level``: the significance level the markers use)."""
     names = {"ttest": "paired t-test", "randomization": "paired randomisation test"}
-    return [f"{MARKERS[t]} p < {alpha:g} vs {name_a}, {names[t]}" for t in tests if t in MARKERS]
+    return [f"{MARKERS[t]} p < {level:g} vs {name_a}, {names[t]}" for t in tests if t in MARKERS]
 
 
 def metrics_of_results(results: Mapping[str, Any]) -> dict[str, Any]:

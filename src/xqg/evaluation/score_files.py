@@ -1,0 +1,160 @@
+"""Score files as a user hands them over: a predictions file or a run (+ corpus), optionally against a second
+system with paired significance tests, into one report (results, comparison, table, JSON).
+
+The one implementation behind ``xqg-eval`` (:mod:`xqg.tasks.eval_cli`, from argv) and ``evaluate.py
+score.*=...`` (:mod:`xqg.tasks.score`, from the Hydra config): both only build a :class:`ScoreOptions`.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from xqg.core.errors import XqgInputError
+from xqg.core.io import open_binary
+from xqg.data.corpus import CorpusStore, open_corpus
+from xqg.evaluation.result import EvalResult
+from xqg.evaluation.scoring import evaluate_predictions, score_run
+from xqg.evaluation.significance import TESTS, Comparison, compare
+from xqg.evaluation.tables import paper_table, significance_footnotes
+from xqg.evaluation.xor_rule import DEFAULT_KS
+
+_NAME_SUFFIXES = (".gz", ".json", ".jsonl", ".tsv", ".txt", ".trec", ".run", ".tevatron")
+
+
+def input_kind(path: str | Path) -> str:
+    """``predictions`` (a JSON array / JSONL of ``{id, lang, ctxs}``) or ``run`` (Tevatron/TREC lines), from the
+    first bytes of the (maybe gzipped) content."""
+    try:
+        with open_binary(path) as f:
+            head = f.read(4096)
+    except (OSError, EOFError) as e:
+        raise XqgInputError(f"cannot read ({e})", path=path) from None
+    first = head.lstrip()[:1]
+    return "predictions" if first in (b"[", b"{") else "run"
+
+
+def system_name(path: str | Path) -> str:
+    """A short label for a table row: the file name without its data suffixes."""
+    name = Path(path).name
+    for suffix in _NAME_SUFFIXES:
+        name = name.removesuffix(suffix)
+    return name or str(path)
+
+
+@dataclass
+class ScoreOptions:
+    """Everything scoring needs beyond the files (the ``metrics`` config group, or ``xqg-eval``'s flags).
+
+    ``level`` is the significance level of the table's markers; ``details`` adds missing/unknown/skipped ids to
+    the JSON."""
+
+    ks: tuple[int, ...] = DEFAULT_KS
+    allow_missing: bool = False
+    allow_unknown: bool = False
+    nltk_data: str | None = None
+    cache_dir: str | None = None
+    token_cache_dir: str | None = None
+    workers: int | None = None
+    tests: tuple[str, ...] = TESTS
+    permutations: int = 10_000
+    seed: int = 0
+    level: float = 0.05
+    decimals: int = 2
+    details: bool = False
+
+
+@dataclass
+class ScoreReport:
+    """Results per system (first = baseline) and, with two systems, the paired tests of the second."""
+
+    results: dict[str, EvalResult]
+    comparison: Comparison | None = None
+    options: ScoreOptions = field(default_factory=ScoreOptions)
+
+    def table(self, fmt: str = "text") -> str:
+        """The paper's table, with significance markers and footnotes, and each system's notes under it."""
+        markers = {}
+        notes: list[str] = []
+        if self.comparison is not None:
+            markers[self.comparison.name_b] = self.comparison.marker_map()
+            notes += significance_footnotes(
+                self.comparison.level, self.comparison.name_a, list(self.options.tests)
+            )
+            notes += self.comparison.notes
+        for name, res in self.results.items():
+            notes += [f"{name}: {n}" for n in res.notes()]
+        systems = {name: r.to_json() for name, r in self.results.items()}
+        return paper_table(systems, markers=markers, fmt=fmt, decimals=self.options.decimals, footnotes=notes)
+
+    def to_json(self, details: bool | None = None) -> dict[str, Any]:
+        """The first system's metrics JSON; with a comparison also ``compare`` (the second's) and
+        ``significance``. ``details`` defaults to the options'."""
+        d = self.options.details if details is None else details
+        names = list(self.results)
+        out = self.results[names[0]].to_json(details=d)
+        if self.comparison is not None and len(names) > 1:
+            out["compare"] = {"name": names[1], **self.results[names[1]].to_json(details=d)}
+            out["significance"] = self.comparison.to_json()
+        return out
+
+
+def score_file(
+    path: str | Path,
+    questions: str | Path,
+    *,
+    corpus: str | Path | CorpusStore | None = None,
+    options: ScoreOptions | None = None,
+) -> EvalResult:
+    """Score one predictions file or run (detected from its content)."""
+    o = options or ScoreOptions()
+    common: dict[str, Any] = {
+        "ks": o.ks,
+        "allow_missing": o.allow_missing,
+        "allow_unknown": o.allow_unknown,
+        "workers": o.workers,
+        "nltk_data": o.nltk_data,
+    }
+    if input_kind(path) == "predictions":
+        return evaluate_predictions(questions, path, **common)
+    if corpus is None:
+        raise XqgInputError(
+            "this is a run file: scoring it needs the corpus (--corpus / score.corpus)", path=path
+        )
+    return score_run(
+        questions, path, corpus, cache_dir=o.cache_dir, token_cache_dir=o.token_cache_dir, **common
+    )
+
+
+def score_and_compare(
+    questions: str | Path,
+    system: str | Path,
+    *,
+    other: str | Path | None = None,
+    corpus: str | Path | None = None,
+    options: ScoreOptions | None = None,
+) -> ScoreReport:
+    """Score ``system`` (and ``other``); with ``other``, paired tests of ``other`` against ``system``."""
+    o = options or ScoreOptions()
+    store = open_corpus(corpus, o.cache_dir) if corpus is not None else None
+    name_a = system_name(system)
+    results = {name_a: score_file(system, questions, corpus=store, options=o)}
+    comparison = None
+    if other is not None:
+        name_b = system_name(other)
+        if name_b == name_a:
+            name_a, name_b = f"{name_a} (A)", f"{name_b} (B)"
+            results = {name_a: results.pop(next(iter(results)))}
+        results[name_b] = score_file(other, questions, corpus=store, options=o)
+        comparison = compare(
+            results[name_a],
+            results[name_b],
+            tests=o.tests,
+            permutations=o.permutations,
+            seed=o.seed,
+            level=o.level,
+            name_a=name_a,
+            name_b=name_b,
+        )
+    return ScoreReport(results, comparison, o)
