@@ -1,5 +1,6 @@
 """``xqg-eval``: score XOR-Retrieve predictions or a run with the official R@kt, per language, with paired
-significance tests against a second system. Bad input gives one line on stderr and exit code 2."""
+significance tests against a second system. The argparse front of :mod:`xqg.evaluation.score_files` (flags ->
+``ScoreOptions``). Bad input gives one line on stderr and exit code 2."""
 
 from __future__ import annotations
 
@@ -9,8 +10,11 @@ import sys
 from collections.abc import Sequence
 from pathlib import Path
 
+from xqg.core.artifacts import atomic_write_json
 from xqg.core.errors import MissingResourceError, XqgInputError
+from xqg.evaluation.score_files import ScoreOptions, score_and_compare
 from xqg.evaluation.significance import TESTS
+from xqg.evaluation.xor_rule import DEFAULT_KS
 
 PROG = "xqg-eval"
 
@@ -39,7 +43,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--compare", help="a second predictions file or run: paired significance tests against it")
     p.add_argument("--json", help="write the metrics JSON here")
     p.add_argument("--details", action="store_true", help="JSON: add missing/unknown/skipped ids")
-    p.add_argument("--k", type=int, nargs="+", default=[2, 5], help="k of R@kt, in thousands of tokens")
+    p.add_argument(
+        "--k", type=int, nargs="+", default=list(DEFAULT_KS), help="k of R@kt, in thousands of tokens"
+    )
     p.add_argument("--allow-missing", action="store_true", help="score only questions that have predictions")
     p.add_argument(
         "--allow-unknown", action="store_true", help="ignore prediction ids not in the question file"
@@ -47,7 +53,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--tests", nargs="+", choices=TESTS, default=list(TESTS), help="significance tests")
     p.add_argument("--permutations", type=int, default=10_000, help="randomisation test draws")
     p.add_argument("--seed", type=int, default=0, help="randomisation test seed")
-    p.add_argument("--alpha", type=float, default=0.05, help="significance level for the markers")
+    p.add_argument("--level", type=float, default=0.05, help="significance level for the markers")
     p.add_argument("--workers", type=int, default=0, help="tokenisation processes (0 = all cores)")
     p.add_argument("--nltk-data", help="folder holding tokenizers/punkt_tab (added to the nltk search path)")
     p.add_argument("--markdown", action="store_true", help="print the table as Markdown")
@@ -55,13 +61,9 @@ def build_parser() -> argparse.ArgumentParser:
     return p
 
 
-def run(args: argparse.Namespace) -> int:
-    from xqg.core.artifacts import atomic_write_json
-    from xqg.tasks.score import ScoreOptions, score_and_compare
-
-    if args.run and not args.corpus:
-        raise XqgInputError("--run needs --corpus (the passages the run's docids point into)")
-    options = ScoreOptions(
+def options_from_args(args: argparse.Namespace) -> ScoreOptions:
+    """The scoring options the flags ask for."""
+    return ScoreOptions(
         ks=tuple(args.k),
         allow_missing=args.allow_missing,
         allow_unknown=args.allow_unknown,
@@ -71,19 +73,25 @@ def run(args: argparse.Namespace) -> int:
         tests=tuple(args.tests),
         permutations=args.permutations,
         seed=args.seed,
-        alpha=args.alpha,
+        level=args.level,
         decimals=args.decimals,
+        details=args.details,
     )
+
+
+def run(args: argparse.Namespace) -> int:
+    if args.run and not args.corpus:
+        raise XqgInputError("--run needs --corpus (the passages the run's docids point into)")
     report = score_and_compare(
         args.questions,
         args.predictions or args.run,
         other=args.compare,
         corpus=args.corpus,
-        options=options,
+        options=options_from_args(args),
     )
     print(report.table(fmt="markdown" if args.markdown else "text"))
     if args.json:
-        atomic_write_json(Path(args.json), report.to_json(details=args.details))
+        atomic_write_json(Path(args.json), report.to_json())
     return 0
 
 

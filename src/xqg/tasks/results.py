@@ -1,0 +1,128 @@
+"""What an ``evaluate.py`` run reports: the paper's table on the console, ``results.json`` and ``trial.json`` in
+the run folder, and the metrics, the baseline and the p-values in W&B."""
+
+from __future__ import annotations
+
+import dataclasses
+import logging
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+from xqg.core.artifacts import atomic_write_json
+from xqg.evaluation.result import EvalResult
+from xqg.evaluation.significance import Comparison
+from xqg.evaluation.tables import paper_table, significance_footnotes
+from xqg.tasks.schema import EvaluateSettings
+from xqg.tasks.sweep import objective_value, write_trial_record
+from xqg.tasks.tracking import start_run
+
+log = logging.getLogger(__name__)
+BASELINE, XQG = "xDR", "+xQG"
+
+
+def results_table(
+    settings: EvaluateSettings,
+    result: EvalResult,
+    baseline: EvalResult | None = None,
+    comparison: Comparison | None = None,
+) -> str:
+    """The paper's table: the system alone, or baseline and +xQG rows with significance markers."""
+    decimals = settings.metrics.decimals
+    if comparison is None or baseline is None:
+        return paper_table({settings.retrieval.name: result.to_json()}, decimals=decimals)
+    return paper_table(
+        {BASELINE: baseline.to_json(), XQG: result.to_json()},
+        markers={XQG: comparison.marker_map()},
+        decimals=decimals,
+        footnotes=significance_footnotes(
+            comparison.level, BASELINE, list(settings.metrics.significance.tests)
+        ),
+    )
+
+
+def _markers_json(comparison: Comparison | None) -> dict[str, dict[str, str]] | None:
+    if comparison is None:
+        return None
+    out: dict[str, dict[str, str]] = {}
+    for (metric, lang), mark in comparison.marker_map().items():
+        out.setdefault(metric, {})[lang] = mark
+    return out
+
+
+def report(
+    settings: EvaluateSettings,
+    result: EvalResult,
+    out_dir: Path,
+    *,
+    questions: int,
+    checkpoint: str,
+    artifacts: Mapping[str, str],
+    extra: Mapping[str, Any],
+    baseline: EvalResult | None = None,
+    comparison: Comparison | None = None,
+) -> dict[str, Any]:
+    """Print the per-language table, write ``results.json`` and ``trial.json`` into the run folder, and log the
+    metrics, the baseline and the p-values to W&B; returns the summary (with the objective)."""
+    metrics = result.to_json()
+    base = baseline.to_json() if comparison is not None and baseline is not None else None
+    print(results_table(settings, result, baseline, comparison))
+    for note in result.notes():
+        print(note)
+    spec = settings.retrieval.objective
+    value = objective_value(metrics, spec)
+    aug = dataclasses.asdict(settings.augmentation)
+    summary: dict[str, Any] = {
+        "metrics": result.to_json(details=settings.metrics.details),
+        "objective": {"name": spec, "value": value},
+        "augmentation": aug,
+        "depth": settings.retrieval.depth,
+        "split": settings.retrieval.split,
+        "questions": questions,
+        "checkpoint": checkpoint,
+        "artifacts": dict(artifacts),
+        **extra,
+    }
+    if base is not None and comparison is not None:
+        summary["baseline"] = base
+        summary["significance"] = comparison.to_json()
+    atomic_write_json(out_dir / "results.json", summary)
+    write_trial_record(
+        out_dir,
+        aug,
+        metrics,
+        objective=value,
+        objective_spec=spec,
+        markers=_markers_json(comparison),
+        baseline=base,
+    )
+    log.info("wrote %s", out_dir / "results.json")
+    _log(settings, result, metrics, base, comparison)
+    return summary
+
+
+def _log(
+    settings: EvaluateSettings,
+    result: EvalResult,
+    metrics: Mapping[str, Any],
+    base: Mapping[str, Any] | None,
+    comparison: Comparison | None,
+) -> None:
+    langs = [*result.languages, "macro"]
+    tracker = start_run(settings.logger, config=dataclasses.asdict(settings), job_type="evaluate")
+    try:
+        flat = {f"{m}/{lang}": block[lang] for m, block in metrics.items() for lang in langs}
+        if settings.augmentation.enabled:
+            flat.update({"xqg/alpha": settings.augmentation.alpha, "xqg/n": settings.augmentation.n})
+        if base is not None and comparison is not None:
+            flat.update({f"baseline/{m}/{x}": b[x] for m, b in base.items() for x in langs})
+            for m, per in comparison.tests.items():
+                for lang, tests in per.items():
+                    for t, r in tests.items():
+                        flat[f"p_value/{t}/{m}/{lang}"] = r.p_value
+        tracker.log_metrics(flat)
+        tracker.log_table(
+            "retrieval", ["metric", *langs], [[m, *(b[x] for x in langs)] for m, b in metrics.items()]
+        )
+    finally:
+        tracker.finish()
