@@ -1,6 +1,6 @@
 """Benchmark the query-sum artifact: bytes per passage vs the reference's 35 fp32 embeddings, build and read speed.
 
-Builds real :func:`xqg.retrieval.augment.build_query_sums` artifacts from random generated-query embeddings (the query
+Builds real :func:`xqg.retrieval.query_sums_build.build_query_sums` artifacts from random generated-query embeddings (the query
 encoder is replaced by a lookup, so the numbers are the cost of our bookkeeping, not of the model) for each
 layout, measures bytes on disk per passage, build throughput (queries per second) and the per-trial read cost
 (:meth:`QuerySums.sum_rows` over every row: all languages, and one 3-language subset with per-language sums).
@@ -21,6 +21,9 @@ from pathlib import Path
 
 import numpy as np
 
+from xqg.retrieval.query_sums import QuerySumsConfig, reference_bytes_per_passage
+from xqg.retrieval.query_sums_build import build_query_sums
+
 LANGS = ("ar", "bn", "fi", "ja", "ko", "ru", "te")
 N_MAX = 5
 CORPUS_18M = 18_000_000  # about the size of the XOR-TyDi English Wikipedia corpus (DESIGN.md: "18M")
@@ -31,8 +34,7 @@ def main() -> None:
     ap.add_argument("--passages", type=int, default=20_000)
     ap.add_argument("--dim", type=int, default=768)
     args = ap.parse_args()
-    os.environ.setdefault("XQG_PROGRESS", "0")
-    from xqg.retrieval.augment import QuerySumsConfig, build_query_sums, reference_bytes_per_passage
+    os.environ.setdefault("TQDM_DISABLE", "1")
 
     N, D = args.passages, args.dim
     ids = [f"p{i}" for i in range(N)]
@@ -76,9 +78,7 @@ def main() -> None:
                 for f in sums.path.rglob("*.npy")
                 if ".counts." not in f.name and ".ids." not in f.name
             )
-            sums.sum_rows(
-                0, min(N, 1024), None, N_MAX
-            )  # first use imports torch (fp16 -> fp32): not a trial cost
+            sums.sum_rows(0, min(N, 1024), None, N_MAX)  # warm-up (first maps): not a trial cost
             t = time.perf_counter()
             for a in range(0, N, 65_536):
                 sums.sum_rows(a, min(a + 65_536, N), None, N_MAX)

@@ -25,7 +25,7 @@ from pathlib import Path
 
 
 def _child_write(tsv: str, n: int) -> None:
-    from xqg.data.corpus import write_dpr_tsv
+    from xqg.data.formats.dpr import write_dpr_tsv
     from xqg.data.synthetic import iter_synthetic_passages
 
     write_dpr_tsv(tsv, iter_synthetic_passages(n, seed=1))
@@ -65,7 +65,7 @@ def main() -> None:
     ap.add_argument("--out", type=Path, default=None, help="append a markdown result block here")
     ap.add_argument("--_child", nargs="*", help=argparse.SUPPRESS)
     args = ap.parse_args()
-    os.environ.setdefault("XQG_PROGRESS", "0")
+    os.environ.setdefault("TQDM_DISABLE", "1")
     if args._child:
         kind, *rest = args._child
         if kind == "write":

@@ -1,4 +1,4 @@
-"""Benchmark the XOR-Retrieve evaluator: xqg.evaluation.metrics vs a straightforward reimplementation of the official loop.
+"""Benchmark the XOR-Retrieve evaluator: xqg.evaluation.scoring vs a straightforward reimplementation of the official loop.
 
 Two workloads:
 1. the shared parity predictions file (600 questions x 45 ctxs, real English passages);
@@ -27,6 +27,17 @@ import sys
 import time
 from pathlib import Path
 
+from nltk.tokenize import word_tokenize
+
+from xqg.data.corpus import open_corpus
+from xqg.data.formats.dpr import write_dpr_tsv
+from xqg.data.formats.runs import read_run, write_run
+from xqg.data.formats.xor import read_xor_questions
+from xqg.data.records import Passage
+from xqg.evaluation.scoring import evaluate_predictions, score_run
+from xqg.evaluation.token_cache import available_cores
+from xqg.evaluation.xor_rule import ensure_punkt
+
 REPO = Path(__file__).resolve().parents[1]
 SHARED = Path(os.environ.get("XQG_SHARED_DATA", REPO.parent / "shared" / "data")).resolve()
 QUESTIONS = SHARED / "xor-tydi" / "xor_dev_retrieve_eng_span_v1_1.jsonl"
@@ -35,8 +46,6 @@ PARITY = SHARED.parent / "parity" / "xor_dev_predictions_a.json.gz"
 
 def official_loop(predictions: list[dict], qid2answers: dict[str, list[str]], ks=(2, 5)) -> dict:
     """The official evaluation, written the straightforward way (one pass per k, tokenise every ctx read)."""
-    from nltk.tokenize import word_tokenize
-
     out: dict = {}
     hits: dict = {}
     for k in ks:
@@ -70,9 +79,6 @@ def official_loop(predictions: list[dict], qid2answers: dict[str, list[str]], ks
 def build_corpus(work: Path, n_passages: int, seed: int) -> tuple[Path, list[str], dict[str, str]]:
     """DPR TSV of ``n_passages`` passages from the parity file's English texts; returns (path, docids,
     text -> docid of the originals)."""
-    from xqg.data.corpus import write_dpr_tsv
-    from xqg.data.records import Passage
-
     preds = json.load(gzip.open(PARITY))
     originals = list(dict.fromkeys(c.replace("\n", " ") for p in preds for c in p["ctxs"]))
     sentences = [s for t in originals for s in re.split(r"(?<=[.!?])\s+", t) if s.strip()]
@@ -100,9 +106,6 @@ def build_corpus(work: Path, n_passages: int, seed: int) -> tuple[Path, list[str
 
 
 def build_run(work: Path, docids: list[str], orig_ids: dict[str, str], depth: int, seed: int) -> Path:
-    from xqg.data.formats.runs import write_run
-    from xqg.data.formats.xor import read_xor_questions
-
     rng = random.Random(seed + 1)
     preds = {p["id"]: p for p in json.load(gzip.open(PARITY))}
     run = {}
@@ -134,11 +137,6 @@ def main() -> int:
     ap.add_argument("--work-dir", default=str(REPO / "benchmarks" / "work"))
     ap.add_argument("--out", default=str(REPO / "benchmarks" / "results" / "eval.md"))
     args = ap.parse_args()
-
-    from xqg.data.corpus import open_corpus
-    from xqg.data.formats.runs import read_run
-    from xqg.data.formats.xor import read_xor_questions
-    from xqg.evaluation.metrics import available_cores, ensure_punkt, evaluate_predictions, score_run
 
     ensure_punkt(SHARED / "nltk_data")
     load_start = os.getloadavg()[0]

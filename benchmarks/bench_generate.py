@@ -1,9 +1,9 @@
-"""Benchmark query generation: the batched generator of ``xqg.generation.generate`` vs one call per passage and language.
+"""Benchmark query generation: the batched generator of ``xqg.generation.sampling`` vs one call per passage and language.
 
 The reference (ielab/xQG4xDR README) generates with ``pipeline("text2text-generation")``, one call per passage
 prompt, ``num_return_sequences`` samples each. transformers 5 removed that pipeline task, so the baseline emulates
 it faithfully: one ``model.generate`` call per (passage, language) prompt, batch size 1, the same decoding
-(sampling, top_k 10, n samples, max_new_tokens 32). Ours: :class:`xqg.generation.generate.QueryGenerator` (prompts of all
+(sampling, top_k 10, n samples, max_new_tokens 32). Ours: :class:`xqg.generation.sampling.QueryGenerator` (prompts of all
 passages x languages, length-sorted, batched). Both count generated tokens the same way (non-pad tokens after the
 decoder start). Model: the ``generator=tiny`` T5 fine-tuned briefly on a small synthetic world (so samples end at
 EOS with varying lengths, as real ones do; trained once, cached in benchmarks/work/), on CPU.
@@ -19,13 +19,20 @@ import sys
 import time
 from pathlib import Path
 
+import torch
+from hydra import compose, initialize_config_dir
+
+from xqg.core.languages import XOR_LANGUAGES
+from xqg.data.bundle import load_data
+from xqg.data.corpus import open_corpus
+from xqg.generation.sampling import DecodingConfig, QueryGenerator
+from xqg.tasks.train_generator import train_or_load
+
 REPO = Path(__file__).resolve().parents[1]
 
 
-def baseline(gen, prompts: list[str], n: int, decoding) -> tuple[int, float]:
+def baseline(gen: QueryGenerator, prompts: list[str], n: int, decoding: DecodingConfig) -> tuple[int, float]:
     """One generate call per prompt (what a per-passage text2text pipeline call does), batch size 1."""
-    import torch
-
     tok, model = gen.tokenizer, gen.model
     kwargs = decoding.generate_kwargs(n)
     pad = tok.pad_token_id
@@ -41,7 +48,9 @@ def baseline(gen, prompts: list[str], n: int, decoding) -> tuple[int, float]:
     return tokens, time.perf_counter() - t0
 
 
-def batched(gen, prompts: list[str], n: int, decoding, batch_size: int) -> tuple[int, float]:
+def batched(
+    gen: QueryGenerator, prompts: list[str], n: int, decoding: DecodingConfig, batch_size: int
+) -> tuple[int, float]:
     gen.generated_tokens = 0
     t0 = time.perf_counter()
     gen.generate(prompts, n, decoding, batch_size=batch_size, seed=(0,))
@@ -51,11 +60,6 @@ def batched(gen, prompts: list[str], n: int, decoding, batch_size: int) -> tuple
 def trained_generator(cache: Path, max_source_length: int) -> tuple[Path, Path]:
     """The ``generator=tiny`` model fine-tuned on a small synthetic world (cached under ``cache``), so that
     samples stop at EOS with realistic, varying lengths; and the world's corpus file."""
-    from hydra import compose, initialize_config_dir
-
-    from xqg.data.bundle import load_data
-    from xqg.tasks.train_generator import train_or_load
-
     with initialize_config_dir(config_dir=str(REPO / "conf"), version_base="1.3"):
         cfg = compose(
             config_name="train",
@@ -84,12 +88,6 @@ def main() -> None:
     ap.add_argument("--max-source-length", type=int, default=64)
     ap.add_argument("--cache", type=Path, default=REPO / "benchmarks" / "work" / "generate_cache")
     args = ap.parse_args()
-
-    import torch
-
-    from xqg.core.languages import XOR_LANGUAGES
-    from xqg.data.corpus import open_corpus
-    from xqg.generation.generate import DecodingConfig, QueryGenerator
 
     torch.set_num_threads(args.threads)
     t0 = time.perf_counter()

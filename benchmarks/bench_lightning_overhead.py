@@ -15,6 +15,7 @@ from __future__ import annotations
 import argparse
 import copy
 import json
+import logging
 import os
 import platform
 import statistics
@@ -23,7 +24,16 @@ import time
 from pathlib import Path
 from typing import Any
 
+import pytorch_lightning as pl
 import torch
+from transformers import get_linear_schedule_with_warmup
+
+from xqg.data.datamodules import ContrastiveDataModule
+from xqg.data.synthetic import WorldConfig, build_world
+from xqg.models.biencoder import BiEncoder, RetrieverSpec, load_tokenizer
+from xqg.models.retriever_module import RetrieverModule, _decay_groups, contrastive_loss
+from xqg.models.tiny_bert import TinyBertConfig, tiny_bert_backbone
+from xqg.tasks.train_retriever import _example_texts
 
 
 def _tokens(batch: dict[str, torch.Tensor]) -> int:
@@ -31,11 +41,9 @@ def _tokens(batch: dict[str, torch.Tensor]) -> int:
 
 
 def bare_loop(model: Any, loader: Any, steps: int, warmup: int, lr: float) -> dict[str, float]:
-    from xqg.models.retriever_module import _decay_groups, contrastive_loss, linear_warmup_decay
-
     model.train()
     opt = torch.optim.AdamW(_decay_groups(model, 0.0), lr=lr, eps=1e-8)
-    sched = torch.optim.lr_scheduler.LambdaLR(opt, linear_warmup_decay(max(1, steps // 10), steps))
+    sched = get_linear_schedule_with_warmup(opt, max(1, steps // 10), steps)
     step, tokens, start, cpu_start = 0, 0, 0.0, 0.0
     t_setup = time.perf_counter()
     while step < steps:
@@ -67,8 +75,6 @@ def bare_loop(model: Any, loader: Any, steps: int, warmup: int, lr: float) -> di
 
 class _Clock:
     def __init__(self, warmup: int) -> None:
-        import pytorch_lightning as pl
-
         warm = warmup
 
         class Cb(pl.Callback):
@@ -94,11 +100,7 @@ class _Clock:
 
 
 def lightning_loop(model: Any, dm: Any, steps: int, warmup: int, lr: float) -> dict[str, float]:
-    import pytorch_lightning as pl
-
-    from xqg.models.retriever_module import RetrieverModule
-
-    module = RetrieverModule(model, lr=lr, warmup_ratio=0.1, dev=None)
+    module = RetrieverModule(model, lr=lr, warmup_ratio=0.1)
     clock = _Clock(warmup)
     trainer = pl.Trainer(
         accelerator="cpu",
@@ -139,22 +141,11 @@ def main() -> None:
     ap.add_argument("--entities", type=int, default=300)
     ap.add_argument("--json", type=Path, default=None, help="also write the numbers here")
     args = ap.parse_args()
-    os.environ.setdefault("XQG_PROGRESS", "0")
+    os.environ.setdefault("TQDM_DISABLE", "1")
     torch.set_num_threads(args.threads)
-
-    import logging
-
-    import pytorch_lightning as pl
-
-    from xqg.data.datamodules import ContrastiveDataModule
-    from xqg.data.synthetic import build_world
-    from xqg.models.biencoder import BiEncoder, RetrieverSpec, load_tokenizer
-    from xqg.models.tiny_bert import TinyBertConfig, tiny_bert_backbone
-    from xqg.tasks.train_retriever import _example_texts
-
     logging.getLogger("pytorch_lightning").setLevel(logging.WARNING)
     cache = Path(tempfile.mkdtemp(prefix="bench_lightning_"))
-    world = build_world({"n_entities": args.entities}, cache)
+    world = build_world(WorldConfig(n_entities=args.entities), cache)
     train = world.tevatron["train"]
     tiny = TinyBertConfig(
         vocab_size=4000,

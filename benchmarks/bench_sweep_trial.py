@@ -2,13 +2,13 @@
 
 Setup (synthetic, timed once, not part of a trial): ``--passages`` passages of ~100 pseudo-English words (DPR
 TSV; some contain dev answers so that hits happen), random passage embeddings (``--dim``, 768 = mBERT/XLM-R
-base) in an fp16 :class:`xqg.retrieval.encode.EmbeddingStore`, 35 generated-query embeddings per passage (7 languages x 5)
+base) in an fp16 :class:`xqg.retrieval.embeddings.EmbeddingStore`, 35 generated-query embeddings per passage (7 languages x 5)
 written as 35 fp32 ``.npy`` matrices (the reference's layout, as npy instead of pickle), our fp16 prefix sums
-built from them (:func:`xqg.retrieval.augment.build_query_sums`), and the 2,110 XOR-TyDi dev questions as queries (random
+built from them (:func:`xqg.retrieval.query_sums_build.build_query_sums`), and the 2,110 XOR-TyDi dev questions as queries (random
 query embeddings).
 
 Trial, ours: fuse chunk by chunk from the cached prefix sums inside the search (:class:`FusionTransform` ->
-:func:`xqg.retrieval.index.search`) -> run in memory -> :func:`xqg.evaluation.metrics.score_run` with its warm token cache.
+:func:`xqg.retrieval.index.search`) -> run in memory -> :func:`xqg.evaluation.scoring.score_run` with its warm token cache.
 Trial, reference: load p and the 35 fp32 query matrices -> ``(1 - alpha) * p + alpha * sum`` -> write the fused
 embeddings -> load them, faiss ``IndexFlatIP`` search -> write the run file -> read it -> score without a token
 cache (an empty token cache per trial: the official script tokenises every ctx every time; ours tokenises
@@ -32,6 +32,16 @@ import time
 from pathlib import Path
 
 import numpy as np
+
+from xqg.core.artifacts import ArtifactDir
+from xqg.data.corpus import open_corpus
+from xqg.data.formats.runs import read_run, write_run
+from xqg.data.formats.xor import read_xor_questions
+from xqg.retrieval.embeddings import ShardPlan, build_store, memory_rows
+from xqg.retrieval.fusion import Fusion, FusionTransform
+from xqg.retrieval.index import search
+from xqg.retrieval.query_sums import QuerySumsConfig, reference_bytes_per_passage
+from xqg.retrieval.query_sums_build import build_query_sums
 
 REPO = Path(__file__).resolve().parents[1]
 SHARED = Path(os.environ.get("XQG_SHARED_DATA", REPO.parent / "shared" / "data")).resolve()
@@ -71,23 +81,11 @@ def main() -> None:
     ap.add_argument("--keep", action="store_true", help="keep the work folder (10+ GB at 100k x 768)")
     args = ap.parse_args()
     os.environ.setdefault("NLTK_DATA", str(SHARED / "nltk_data"))
-    os.environ.setdefault("XQG_PROGRESS", "0")
+    os.environ.setdefault("TQDM_DISABLE", "1")
 
     import faiss
 
-    from xqg.core.artifacts import ArtifactDir
-    from xqg.data.corpus import open_corpus
-    from xqg.data.formats.runs import read_run, write_run
-    from xqg.data.formats.xor import read_xor_questions
-    from xqg.evaluation.metrics import score_run
-    from xqg.retrieval.augment import (
-        FusionTransform,
-        QuerySumsConfig,
-        build_query_sums,
-        reference_bytes_per_passage,
-    )
-    from xqg.retrieval.encode import ShardPlan, build_store, memory_rows
-    from xqg.retrieval.index import search
+    from xqg.evaluation.scoring import score_run  # after NLTK_DATA is set: nltk reads it on import
 
     work = args.workdir
     if work.exists():
@@ -180,7 +178,7 @@ def main() -> None:
 
     def ours() -> dict[str, float]:
         t0 = time.perf_counter()
-        fusion = FusionTransform(sums, args.alpha, N_MAX)
+        fusion = FusionTransform(sums, Fusion(args.alpha, N_MAX))
         res = search(queries, passages, args.depth, transform=fusion)
         run = res.to_run(qids)
         t1 = time.perf_counter()

@@ -8,16 +8,11 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from xqg.core.artifacts import canonical_json
 from xqg.core.errors import XqgInputError
-from xqg.retrieval.augment import (
-    FusionTransform,
-    QuerySumsConfig,
-    build_query_sums,
-    fuse,
-    fuse_arrays,
-    fusion_from_config,
-    query_sums_artifact,
-)
+from xqg.retrieval.fusion import Fusion, FusionTransform, fuse, fuse_arrays
+from xqg.retrieval.query_sums import QuerySumsConfig, query_sums_artifact
+from xqg.retrieval.query_sums_build import build_query_sums
 
 LANGS = ("ar", "bn", "fi")
 DIM = 6
@@ -114,21 +109,23 @@ def test_alpha_zero_is_bitwise_baseline_and_fusion_formula(tmp_path: Path) -> No
     p = np.random.default_rng(0).standard_normal((9, DIM)).astype(np.float32)
     baseline = p.copy()
     for mode in ("sum", "mean"):
-        out = fuse(p, sums, 0.0, 2, ("ar",), mode)
+        out = fuse(p, sums, Fusion(0.0, 2, mode, ("ar",)))
         assert out.dtype == p.dtype and out.tobytes() == baseline.tobytes()
-    t0 = FusionTransform(sums, 0.0, 3)
+    t0 = FusionTransform(sums, Fusion(0.0, 3))
     assert t0(0, docids, p).tobytes() == baseline.tobytes()
     # sum mode: the reference formula, chunk by chunk == whole matrix
     want_sum, want_cnt = _brute(recs, vec, docids, ("ar", "fi"), 2)
     ref = (1 - 0.3) * p.astype(np.float64) + 0.3 * want_sum
-    t = FusionTransform(sums, 0.3, 2, ("ar", "fi"), "sum")
+    t = FusionTransform(sums, Fusion(0.3, 2, "sum", ("ar", "fi")))
     chunks = np.concatenate([t(a, docids[a : a + 2], p[a : a + 2]) for a in range(0, 9, 2)])
     np.testing.assert_allclose(chunks, ref, rtol=1e-5, atol=1e-5)
     assert chunks.dtype == np.float32
     # mean mode: the sum divided by how many queries that passage really has (d2 has fewer)
     assert want_cnt[2] == 2 and want_cnt[0] == 4
     ref_mean = (1 - 0.3) * p + 0.3 * want_sum / want_cnt[:, None]
-    np.testing.assert_allclose(fuse(p, sums, 0.3, 2, ("ar", "fi"), "mean"), ref_mean, rtol=1e-5, atol=1e-5)
+    np.testing.assert_allclose(
+        fuse(p, sums, Fusion(0.3, 2, "mean", ("ar", "fi"))), ref_mean, rtol=1e-5, atol=1e-5
+    )
     # with equal counts, mean == sum with alpha / count inside the alpha term
     full = np.full(9, 4)
     np.testing.assert_allclose(
@@ -157,18 +154,44 @@ def test_transform_rejects_misaligned_ids_and_bad_settings(tmp_path: Path) -> No
     )
     p = np.ones((2, DIM), dtype=np.float32)
     with pytest.raises(XqgInputError, match="do not match"):
-        FusionTransform(sums, 0.1, 2)(1, ["d0", "d1"], p)
+        FusionTransform(sums, Fusion(0.1, 2))(1, ["d0", "d1"], p)
     with pytest.raises(XqgInputError, match=r"augmentation\.n"):
-        FusionTransform(sums, 0.1, 4)
-    with pytest.raises(XqgInputError, match=r"augmentation\.mode"):
-        fuse(p, sums, 0.1, 2, mode="max")
-    with pytest.raises(XqgInputError, match=r"augmentation\.alpha"):
-        fuse(p, sums, -0.5, 2)
-    assert fusion_from_config({"enabled": False}, None) is None
-    t = fusion_from_config(
-        {"enabled": True, "alpha": 0.01, "n": 2, "languages": list(LANGS), "mode": "mean"}, sums
-    )
-    assert t is not None and (t.alpha, t.n, t.mode) == (0.01, 2, "mean")
+        FusionTransform(sums, Fusion(0.1, 4))
+    with pytest.raises(XqgInputError, match=r"augmentation\.languages"):
+        FusionTransform(sums, Fusion(0.1, 2, languages=("ar", "ja")))  # ja has no stored sums
+    t = FusionTransform(sums, Fusion(0.01, 2, "mean", LANGS))
+    assert (t.fusion.alpha, t.fusion.n, t.fusion.mode) == (0.01, 2, "mean")
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "field"),
+    [
+        ({"alpha": -0.5, "n": 2}, "alpha"),
+        ({"alpha": 1.5, "n": 2}, "alpha"),
+        ({"alpha": "0.1", "n": 2}, "alpha"),
+        ({"alpha": 0.1, "n": 0}, "n"),
+        ({"alpha": 0.1, "n": 2, "mode": "max"}, "mode"),
+        ({"alpha": 0.1, "n": 2, "languages": ()}, "languages"),
+        ({"alpha": 0.1, "n": 2, "languages": ("xx",)}, "languages"),
+    ],
+)
+def test_fusion_settings_are_validated(kwargs: dict, field: str) -> None:
+    with pytest.raises(XqgInputError, match=rf"augmentation\.{field}"):
+        Fusion(**kwargs)
+
+
+def test_fusion_json_is_the_config_dict_the_run_fingerprint_always_used() -> None:
+    for aug in (
+        {"enabled": True, "alpha": 0.01, "n": 5, "mode": "sum", "languages": ["ar", "bn", "fi"], "sums": {}},
+        {"alpha": 0, "n": 3, "mode": "mean", "languages": None},  # an int alpha stays an int
+        {"alpha": 1, "n": 1, "mode": "sum", "languages": [" ar"]},
+    ):
+        old = {k: aug.get(k) for k in ("alpha", "n", "mode", "languages")}  # what evaluate.py hashed before
+        langs = aug["languages"]
+        fusion = Fusion(aug["alpha"], aug["n"], aug["mode"], tuple(langs) if langs is not None else None)
+        if langs is not None:
+            old["languages"] = [x.strip() for x in langs]  # normalised codes (" ar" is the same language)
+        assert canonical_json(fusion.to_json()) == canonical_json(old)
 
 
 def test_resume_skips_finished_shards_and_reuses_complete(tmp_path: Path) -> None:

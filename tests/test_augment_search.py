@@ -10,10 +10,13 @@ from pathlib import Path
 import numpy as np
 
 from xqg.core.artifacts import ArtifactDir
-from xqg.generation.generate import GeneratedStore, import_released
-from xqg.retrieval.augment import FusionTransform, QuerySumsConfig, ensure_query_sums
-from xqg.retrieval.encode import ShardPlan, build_store, memory_rows
+from xqg.generation.released import import_released
+from xqg.generation.store import GeneratedStore
+from xqg.retrieval.embeddings import ShardPlan, build_store, memory_rows
+from xqg.retrieval.fusion import Fusion, FusionTransform
 from xqg.retrieval.index import search
+from xqg.retrieval.query_sums import QuerySumsConfig
+from xqg.retrieval.query_sums_build import ensure_query_sums
 
 LANGS = ("ar", "bn", "fi", "ja", "ko", "ru", "te")
 DIM = 8
@@ -72,11 +75,11 @@ def test_fused_search_over_real_stores(tmp_path: Path) -> None:
     queries = rng.standard_normal((5, DIM)).astype(np.float32)
 
     base = search(queries, passages, 10, chunk_rows=16)
-    zero = search(queries, passages, 10, chunk_rows=16, transform=FusionTransform(sums, 0.0, 3))
+    zero = search(queries, passages, 10, chunk_rows=16, transform=FusionTransform(sums, Fusion(0.0, 3)))
     assert zero.scores.tobytes() == base.scores.tobytes() and (zero.docids == base.docids).all()
 
     fused_full = (1 - 0.2) * passages.load() + 0.2 * sums.sum_rows(0, n_docs, None, 2)
-    fused = search(queries, passages, 10, chunk_rows=16, transform=FusionTransform(sums, 0.2, 2))
+    fused = search(queries, passages, 10, chunk_rows=16, transform=FusionTransform(sums, Fusion(0.2, 2)))
     want = search(queries, fused_full.astype(np.float32), 10, ids=docids)
     assert (fused.docids == want.docids).all()
     np.testing.assert_allclose(fused.scores, want.scores, rtol=1e-5, atol=1e-5)

@@ -5,35 +5,29 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
-from hydra import compose, initialize_config_dir
-from omegaconf import DictConfig
 
+from helpers.config import settings
 from xqg.core.errors import MissingResourceError, XqgInputError
-from xqg.data.bundle import derive_generator_pairs, guess_language, load_data
+from xqg.data.bundle import DataBundle, derive_generator_pairs, guess_language, load_data
 from xqg.data.formats.pairs import read_generator_pairs
 from xqg.data.formats.tevatron import write_tevatron
 from xqg.data.formats.xor import read_xor_questions
 from xqg.data.records import Passage, TrainExample
+from xqg.tasks.schema import TrainSettings
 
-REPO = Path(__file__).resolve().parents[1]
+
+def _cfg(tmp_path: Path, shared: Path, *overrides: str) -> TrainSettings:
+    return settings("train", f"paths.shared_data_dir={shared}", *overrides, cache=tmp_path / "cache")
 
 
-def _cfg(tmp_path: Path, shared: Path, *overrides: str) -> DictConfig:
-    with initialize_config_dir(config_dir=str(REPO / "conf")):
-        return compose(
-            "train",
-            overrides=[
-                f"paths.cache_dir={tmp_path / 'cache'}",
-                f"paths.shared_data_dir={shared}",
-                *overrides,
-            ],
-        )
+def _bundle(cfg: TrainSettings) -> DataBundle:
+    return cfg.data.bundle(cfg.paths.cache_dir)
 
 
 def test_synthetic_is_the_default(tmp_path: Path, shared_data: Path) -> None:
     cfg = _cfg(tmp_path, shared_data, "data.world.n_entities=60")
     assert cfg.data.name == "synthetic"
-    b = load_data(cfg.data, cfg.paths)
+    b = _bundle(cfg)
     assert b.languages == ("ar", "bn", "fi", "ja", "ko", "ru", "te")
     for attr in (
         "corpus_path",
@@ -49,13 +43,12 @@ def test_synthetic_is_the_default(tmp_path: Path, shared_data: Path) -> None:
     assert b.dev_train_path == b.val_path
     assert set(b.generator_pairs) == {"train", "dev"} and b.generator_pairs["train"].is_file()
     assert read_xor_questions(b.dev_questions_path)
-    again = load_data(_cfg(tmp_path, shared_data, "data.world.n_entities=60").data, cfg.paths)
+    again = _bundle(_cfg(tmp_path, shared_data, "data.world.n_entities=60"))
     assert again.train_path == b.train_path  # cached world reused
 
 
 def test_evaluate_config_has_data_too(tmp_path: Path, shared_data: Path) -> None:
-    with initialize_config_dir(config_dir=str(REPO / "conf")):
-        cfg = compose("evaluate", overrides=["data=xquad_r", f"paths.shared_data_dir={shared_data}"])
+    cfg = settings("evaluate", "data=xquad_r", f"paths.shared_data_dir={shared_data}")
     assert cfg.data.kind == "xquad_r" and cfg.data.source == f"{shared_data}/xquad-r"
 
 
@@ -63,7 +56,7 @@ def test_xor_tydi_and_nq_offline_messages(
     tmp_path: Path, shared_data: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     monkeypatch.setenv("HF_HUB_OFFLINE", "1")
-    b = load_data(_cfg(tmp_path, shared_data, "data=xor_tydi").data, _cfg(tmp_path, shared_data).paths)
+    b = _bundle(_cfg(tmp_path, shared_data, "data=xor_tydi"))
     assert len(read_xor_questions(b.dev_questions_path)) == 2110  # the shared dev file, no download
     assert b.english_train_path is None and b.test_questions_path is None
     with pytest.raises(
@@ -74,17 +67,14 @@ def test_xor_tydi_and_nq_offline_messages(
         _ = b.train_path
     with pytest.raises(MissingResourceError, match=r"corpus file \(the XOR-Retrieve English Wikipedia"):
         _ = b.corpus_path
-    nq = load_data(_cfg(tmp_path, shared_data, "data=nq").data, _cfg(tmp_path, shared_data).paths)
+    nq = _bundle(_cfg(tmp_path, shared_data, "data=nq"))
     assert nq.name == "nq" and nq.dev_questions_path == b.dev_questions_path
     with pytest.raises(MissingResourceError, match=r"Tevatron/wikipedia-nq/resolve/main/nq-train\.jsonl\.gz"):
         _ = nq.english_train_path
     # a file placed at the local path is used without any download
     local = tmp_path / "nq-train.jsonl.gz"
     write_tevatron(local, [TrainExample("1", "who?", ("a",), (Passage("1", "t", "a"),), ())])
-    nq2 = load_data(
-        _cfg(tmp_path, shared_data, "data=nq", f"data.files.english_train.path={local}").data,
-        _cfg(tmp_path, shared_data).paths,
-    )
+    nq2 = _bundle(_cfg(tmp_path, shared_data, "data=nq", f"data.files.english_train.path={local}"))
     assert nq2.english_train_path == local
 
 
@@ -107,7 +97,7 @@ def test_files_kind_derives_generator_pairs(tmp_path: Path) -> None:
         "files": {"train": str(train), "train_questions": str(questions)},
         "generator_pairs": {"derive": True, "from": "train", "languages_from": "train_questions"},
     }
-    b = load_data(data, {"cache_dir": str(tmp_path / "cache")})
+    b = load_data(data, tmp_path / "cache")
     pairs = read_generator_pairs(b.generator_pairs)
     # q1 by script (Japanese), q2 from the raw questions (" ar"), q3 Latin -> Finnish among ja/ar/fi
     assert [(p.docid, p.lang) for p in pairs] == [("1", "ja"), ("2", "ar"), ("3", "fi")]
@@ -116,6 +106,6 @@ def test_files_kind_derives_generator_pairs(tmp_path: Path) -> None:
     )
     assert guess_language("서울은 어디?") == "ko"
     with pytest.raises(XqgInputError, match=r"field 'data\.files': unknown data file key"):
-        load_data({"kind": "files", "files": {"trian": "x"}}, {"cache_dir": str(tmp_path)})
+        load_data({"kind": "files", "files": {"trian": "x"}}, tmp_path)
     with pytest.raises(XqgInputError, match=r"field 'data\.kind'"):
-        load_data({"kind": "nope"}, {"cache_dir": str(tmp_path)})
+        load_data({"kind": "nope"}, tmp_path)

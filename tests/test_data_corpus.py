@@ -7,10 +7,14 @@ import json
 import pickle
 from pathlib import Path
 
+import pyarrow as pa
+import pyarrow.parquet as pq
 import pytest
 
+import xqg.data.corpus as corpus_mod
 from xqg.core.errors import XqgInputError
-from xqg.data.corpus import CorpusStore, open_corpus, write_dpr_tsv
+from xqg.data.corpus import CorpusStore, open_corpus
+from xqg.data.formats.dpr import write_dpr_tsv
 from xqg.data.records import Passage
 
 PASSAGES = [
@@ -66,7 +70,6 @@ def test_real_dpr_quoting_and_header(tmp_path: Path) -> None:
 def test_store_is_built_once_and_rebuilt_on_change(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     path = _dpr(tmp_path)
     first = open_corpus(path, cache_dir=tmp_path / "cache")
-    import xqg.data.corpus as corpus_mod
 
     def boom(*a: object, **k: object) -> None:
         raise AssertionError("store rebuilt although unchanged")
@@ -94,9 +97,6 @@ def test_default_cache_is_sibling_or_env(tmp_path: Path, monkeypatch: pytest.Mon
 
 
 def test_parquet_corpus(tmp_path: Path) -> None:
-    import pyarrow as pa
-    import pyarrow.parquet as pq
-
     path = tmp_path / "corpus.parquet"
     rows = [{**p.to_json(), "generated_queries": {"ar": ["q"]}} for p in PASSAGES]
     pq.write_table(pa.Table.from_pylist(rows), path, row_group_size=2)

@@ -13,18 +13,21 @@ from transformers import PreTrainedTokenizerFast
 from xqg.core.errors import XqgInputError
 from xqg.data.corpus import open_corpus
 from xqg.data.datamodules import (
+    ContrastiveCollator,
     ContrastiveDataModule,
     ContrastiveDataset,
+    GeneratorCollator,
     GeneratorDataModule,
     format_prompt,
 )
 from xqg.data.records import GeneratorPair, Passage, TrainExample, passage_text
-from xqg.data.synthetic import build_world
+from xqg.data.synthetic import WorldConfig, build_world
+from xqg.models.tiny_t5 import train_tokenizer
 
 
 @pytest.fixture(scope="module")
 def world(tmp_path_factory: pytest.TempPathFactory):
-    return build_world({"seed": 3, "n_entities": 120}, tmp_path_factory.mktemp("world"))
+    return build_world(WorldConfig(seed=3, n_entities=120), tmp_path_factory.mktemp("world"))
 
 
 @pytest.fixture(scope="module")
@@ -171,6 +174,63 @@ def test_generator_datamodule(world, tokenizer) -> None:
     assert (labels == -100).any() and not (labels[labels != -100] == tokenizer.pad_token_id).any()
     assert mask.shape == b["input_ids"].shape and mask.dtype == torch.long
     assert next(iter(dm.val_dataloader()))["labels"].shape[0] == 5
+
+
+def _reference_generator_batch(tok, items, max_source_len: int, max_target_len: int) -> dict:
+    """The hand-written collation the library collator replaced: the tokenizer pads, label padding -> -100."""
+    enc = tok(
+        [s for s, _ in items],
+        padding="longest",
+        truncation=True,
+        max_length=max_source_len,
+        return_tensors="pt",
+    )
+    tgt = tok(
+        text_target=[t for _, t in items],
+        padding="longest",
+        truncation=True,
+        max_length=max_target_len,
+        return_tensors="pt",
+    )
+    labels = tgt["input_ids"].masked_fill(tgt["attention_mask"] == 0, -100)
+    return {"input_ids": enc["input_ids"], "attention_mask": enc["attention_mask"], "labels": labels}
+
+
+def _assert_same_tensors(got: dict, want: dict) -> None:
+    assert set(got) == set(want)
+    for key, value in want.items():
+        assert got[key].dtype == value.dtype and torch.equal(got[key], value), key
+
+
+def test_collators_match_the_reference_padding(world, tokenizer) -> None:
+    dm = GeneratorDataModule(world.generator_pairs["train"], tokenizer)
+    dm.setup()
+    items = [dm.train_dataset[i] for i in range(12)]
+    t5 = train_tokenizer([t for item in items for t in item] * 3, 300)  # T5-style: </s> appended, pad id 0
+    for tok in (tokenizer, t5):
+        for max_source, max_target in ((40, 12), (512, 64)):
+            got = GeneratorCollator(tok, max_source, max_target)(items)
+            _assert_same_tensors(got, _reference_generator_batch(tok, items, max_source, max_target))
+    ds = ContrastiveDataset([_ex(i, 3) for i in range(6)], train_n_passages=3)
+    groups = [ds[i] for i in range(6)]
+    got = ContrastiveCollator(tokenizer, 4, 6)(groups)
+    q = tokenizer(
+        [q for q, _ in groups], padding="longest", truncation=True, max_length=4, return_tensors="pt"
+    )
+    p = tokenizer(
+        [p for _, ps in groups for p in ps],
+        padding="longest",
+        truncation=True,
+        max_length=6,
+        return_tensors="pt",
+    )
+    want = {
+        "query_input_ids": q["input_ids"],
+        "query_attention_mask": q["attention_mask"],
+        "passage_input_ids": p["input_ids"],
+        "passage_attention_mask": p["attention_mask"],
+    }
+    _assert_same_tensors(got, want)
 
 
 class _Recorder(pl.LightningModule):

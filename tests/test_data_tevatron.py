@@ -8,9 +8,11 @@ from pathlib import Path
 
 import pytest
 
+from helpers.data import read_tevatron
 from xqg.core.errors import XqgInputError
+from xqg.data.datamodules import _load_examples
 from xqg.data.formats.pairs import read_generator_pairs, write_generator_pairs
-from xqg.data.formats.tevatron import iter_tevatron, read_tevatron, write_tevatron
+from xqg.data.formats.tevatron import TevatronFile, iter_tevatron, write_tevatron
 from xqg.data.records import GeneratorPair, Passage, TrainExample
 
 EXAMPLES = [
@@ -107,9 +109,6 @@ def test_generator_pairs_round_trip_and_errors(tmp_path: Path) -> None:
 
 
 def test_tevatron_file_random_access(tmp_path: Path) -> None:
-    from xqg.data.datamodules import _load_examples
-    from xqg.data.formats.tevatron import TevatronFile
-
     path = tmp_path / "t.jsonl.gz"
     write_tevatron(path, EXAMPLES)
     tf = TevatronFile(path)

@@ -7,10 +7,10 @@ from pathlib import Path
 
 import pytest
 
+from helpers.data import read_tevatron
 from xqg.core.errors import XqgInputError
 from xqg.data.corpus import open_corpus
 from xqg.data.formats.pairs import read_generator_pairs
-from xqg.data.formats.tevatron import read_tevatron
 from xqg.data.formats.xor import read_xor_questions
 from xqg.data.xquad_r import XQUAD_R_LANGUAGES, build_xquad_r, load_xquad_r
 

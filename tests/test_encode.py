@@ -11,11 +11,13 @@ import pytest
 import torch
 
 from xqg.core.errors import XqgInputError
-from xqg.data.corpus import open_corpus, write_dpr_tsv
+from xqg.data.corpus import open_corpus
+from xqg.data.formats.dpr import write_dpr_tsv
 from xqg.data.records import Passage
 from xqg.models.biencoder import BiEncoder, RetrieverSpec, load_retriever
 from xqg.models.tiny_bert import TinyBertConfig, tiny_bert_backbone
-from xqg.retrieval.encode import EmbeddingStore, Retriever, encode_corpus, encode_queries, encode_texts
+from xqg.retrieval.embeddings import EmbeddingStore, encode_corpus, encode_queries
+from xqg.retrieval.encode import Retriever, encode_texts
 
 WORDS = "alpha beta gamma delta river mountain city king queen born founded capital music river sea".split()
 

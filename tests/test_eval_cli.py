@@ -104,16 +104,19 @@ def test_compare_two_prediction_files(small_world, capsys):
             "--k",
             "1",
             "--markdown",
+            "--level",
+            "0.01",
         ]
     )
     assert rc == 0
     text = capsys.readouterr().out
     assert "| System | Metric | ja | ko | Avg |" in text
     assert "| pred_a | R@1kt |" in text and "| pred_b | R@1kt |" in text
-    assert "† p < 0.05 vs pred_a, paired t-test" in text
-    assert "‡ p < 0.05 vs pred_a, paired randomisation test" in text
+    assert "† p < 0.01 vs pred_a, paired t-test" in text
+    assert "‡ p < 0.01 vs pred_a, paired randomisation test" in text
     got = json.loads(out.read_text())
     assert list(got) == ["R@1kt", "compare", "significance"]
+    assert got["significance"]["level"] == 0.01 and "alpha" not in got["significance"]
     assert got["compare"]["name"] == "pred_b"
     assert set(got["significance"]["tests"]["R@1kt"]) == {"ja", "ko", "macro"}
 
@@ -241,6 +244,7 @@ def test_console_script_exit_code_and_single_line(small_world):
     assert "bad.json:2: malformed JSON" in proc.stderr and "Traceback" not in proc.stderr
 
 
+@pytest.mark.slow
 def test_evaluate_py_scores_files_and_writes_results_json(small_world, shared_data):
     w = small_world
     env = {**os.environ, "XQG_SHARED_DATA": str(shared_data), "WANDB_MODE": "disabled"}

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import gzip
 import json
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
@@ -11,16 +12,14 @@ import torch
 
 import xqg.generation.generate as gen
 from xqg.core.errors import XqgInputError
-from xqg.data.corpus import open_corpus, write_dpr_tsv
+from xqg.data.corpus import open_corpus
+from xqg.data.formats.dpr import write_dpr_tsv
 from xqg.data.records import Passage
-from xqg.generation.generate import (
-    DecodingConfig,
-    GeneratedStore,
-    generate_queries,
-    generation_artifact,
-    import_released,
-)
-from xqg.models.tiny_t5 import tiny_t5_checkpoint
+from xqg.generation.generate import generate_queries, generation_artifact
+from xqg.generation.released import import_released
+from xqg.generation.sampling import CandidateSampler, DecodingConfig
+from xqg.generation.store import GeneratedStore
+from xqg.models.tiny_t5 import TinyT5Config, tiny_t5_checkpoint
 
 LANGS = ["ja", "ru"]
 SETTINGS = {
@@ -28,7 +27,7 @@ SETTINGS = {
     "n": 2,
     # An untrained model's next-token distribution is peaked; a high temperature makes the samples vary, so
     # equal outputs below mean the seeding works, not that every sample is the same.
-    "decoding": {"max_new_tokens": 6, "top_k": 50, "temperature": 20.0},
+    "decoding": DecodingConfig(max_new_tokens=6, top_k=50, temperature=20.0),
     "batch_size": 4,
     "shard_size": 3,
     "device": "cpu",
@@ -51,15 +50,15 @@ def tiny_generator(tmp_path_factory: pytest.TempPathFactory) -> Path:
         "東京はどこですか",
         "Где находится Москва?",
     ] * 5
-    cfg = {
-        "vocab_size": 300,
-        "d_model": 32,
-        "d_kv": 8,
-        "d_ff": 64,
-        "num_layers": 1,
-        "num_decoder_layers": 1,
-        "num_heads": 2,
-    }
+    cfg = TinyT5Config(
+        vocab_size=300,
+        d_model=32,
+        d_kv=8,
+        d_ff=64,
+        num_layers=1,
+        num_decoder_layers=1,
+        num_heads=2,
+    )
     return tiny_t5_checkpoint(cfg, texts, tmp_path_factory.mktemp("tiny"))
 
 
@@ -99,7 +98,7 @@ def test_killed_run_resumes_without_loss_or_duplicates(
 ) -> None:
     reference = records(generate_queries(tiny_generator, corpus, out_root=tmp_path / "a", **SETTINGS))
 
-    real_finish = gen._finish_shard
+    real_finish = gen.finish_shard
     written: list[int] = []
 
     def dying_finish(art, s, *args, **kwargs):
@@ -108,7 +107,7 @@ def test_killed_run_resumes_without_loss_or_duplicates(
         real_finish(art, s, *args, **kwargs)
         written.append(s)
 
-    monkeypatch.setattr(gen, "_finish_shard", dying_finish)
+    monkeypatch.setattr(gen, "finish_shard", dying_finish)
     with pytest.raises(KeyboardInterrupt):
         generate_queries(tiny_generator, corpus, out_root=tmp_path / "b", **SETTINGS)
     art = generation_artifact(
@@ -129,7 +128,7 @@ def test_killed_run_resumes_without_loss_or_duplicates(
         resumed.append(s)
         real_finish(art, s, *args, **kwargs)
 
-    monkeypatch.setattr(gen, "_finish_shard", counting_finish)
+    monkeypatch.setattr(gen, "finish_shard", counting_finish)
     store = generate_queries(tiny_generator, corpus, out_root=tmp_path / "b", **SETTINGS)
     assert resumed == [2, 3]  # only the missing shards
     assert store.complete and records(store) == reference
@@ -168,20 +167,20 @@ def test_fingerprint_follows_settings_that_change_the_text(
 
     ref = fp()
     assert fp() == ref
-    assert fp(decoding={**base["decoding"], "top_k": 20}) != ref
-    assert fp(decoding={**base["decoding"], "top_k": None, "top_p": 0.9}) != ref
+    assert fp(decoding=replace(base["decoding"], top_k=20)) != ref
+    assert fp(decoding=replace(base["decoding"], top_k=None, top_p=0.9)) != ref
     assert fp(n=3) != ref
     assert fp(languages=["ja"]) != ref
     assert fp(seed=7) != ref
-    assert fp(decoding={"do_sample": False, "num_beams": 2, "max_new_tokens": 6}) != ref
+    assert fp(decoding=DecodingConfig(do_sample=False, num_beams=2, max_new_tokens=6)) != ref
     with pytest.raises(XqgInputError, match="num_beams"):
-        fp(decoding={"do_sample": False, "num_beams": 1, "max_new_tokens": 6})
+        fp(decoding=DecodingConfig(do_sample=False, num_beams=1, max_new_tokens=6))
     with pytest.raises(XqgInputError, match="languages"):
         fp(languages=["xx"])
 
 
 def test_beam_search_returns_n_distinct_queries(tiny_generator: Path, corpus, tmp_path: Path) -> None:
-    settings = {**SETTINGS, "decoding": {"do_sample": False, "num_beams": 3, "max_new_tokens": 6}}
+    settings = {**SETTINGS, "decoding": DecodingConfig(do_sample=False, num_beams=3, max_new_tokens=6)}
     store = generate_queries(tiny_generator, corpus, out_root=tmp_path, **settings)
     assert len(store) == 40
     # Beam hypotheses differ from each other (a random model may still end two beams on the same text).
@@ -217,39 +216,38 @@ def test_import_released_format(tmp_path: Path) -> None:
         import_released(bad, tmp_path / "cache")
 
 
-def test_decoding_config_rejects_unknown_fields() -> None:
-    with pytest.raises(XqgInputError, match="top_z"):
-        DecodingConfig.from_mapping({"top_z": 3})
+def test_decoding_settings_reject_unknown_fields_when_composed() -> None:
+    from hydra.errors import ConfigCompositionException
+
+    from helpers.config import compose_config
+
+    with pytest.raises(ConfigCompositionException, match=r"generator\.decoding\.top_z"):
+        compose_config("evaluate", "generator.decoding.top_z=3")
 
 
 def test_ensure_generated_imports_released_queries_when_configured(tmp_path: Path) -> None:
-    from omegaconf import OmegaConf
-
-    from xqg.generation.generate import ensure_generated
+    from xqg.tasks.generate import ensure_generated
+    from xqg.tasks.schema import EvaluateSettings, GeneratorSettings, PathsSettings
 
     path = tmp_path / "released.jsonl.gz"
     with gzip.open(path, "wt", encoding="utf-8") as f:
         f.write(_released_row("1", {"ja": ["a", "b"], "ru": ["c", "d"]}) + "\n")
-    cfg = OmegaConf.create(
-        {
-            "generator": {"queries_source": str(path), "languages": ["ja", "ru"]},
-            "paths": {"cache_dir": str(tmp_path / "cache")},
-        }
+    settings = EvaluateSettings(
+        generator=GeneratorSettings(queries_source=str(path), languages=["ja", "ru"]),
+        paths=PathsSettings(cache_dir=str(tmp_path / "cache")),
     )
-    store = ensure_generated(cfg, corpus=None)
+    store = ensure_generated(settings, corpus=None)  # type: ignore[arg-type]
     assert store.complete and store.n == 2 and store.queries("1")["ru"] == ["c", "d"]
-    cfg.generator.languages = ["ja", "te"]
+    settings.generator.languages = ["ja", "te"]
     with pytest.raises(XqgInputError, match="te"):
-        ensure_generated(cfg, corpus=None)
+        ensure_generated(settings, corpus=None)  # type: ignore[arg-type]
 
 
 def test_candidate_sampler_follows_top_k_and_top_p() -> None:
-    from xqg.generation.generate import _CandidateSampler
-
     logits = torch.log(torch.tensor([[0.05, 0.5, 0.3, 0.15]])).repeat(2000, 1)
-    draw = _CandidateSampler(2, None, 1.0, torch.Generator().manual_seed(0)).draw(logits)
+    draw = CandidateSampler(2, None, 1.0, torch.Generator().manual_seed(0)).draw(logits)
     assert set(draw.tolist()) == {1, 2} and abs((draw == 1).float().mean().item() - 0.5 / 0.8) < 0.05
-    draw = _CandidateSampler(None, 0.6, 1.0, torch.Generator().manual_seed(0)).draw(logits)
+    draw = CandidateSampler(None, 0.6, 1.0, torch.Generator().manual_seed(0)).draw(logits)
     assert set(draw.tolist()) == {1, 2}  # 0.5 < 0.6, so the second candidate is kept; 0.8 >= 0.6 stops
-    draw = _CandidateSampler(None, 0.4, 1.0, torch.Generator().manual_seed(0)).draw(logits)
+    draw = CandidateSampler(None, 0.4, 1.0, torch.Generator().manual_seed(0)).draw(logits)
     assert set(draw.tolist()) == {1}

@@ -8,45 +8,42 @@ from __future__ import annotations
 
 import json
 from collections import defaultdict
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
 import torch
-from hydra import compose, initialize_config_dir
 
 import xqg.tasks.train_generator as tg
+from helpers.config import settings
 from xqg.core.languages import XOR_LANGUAGES, script_share
-from xqg.data.bundle import load_data
 from xqg.data.corpus import open_corpus
-from xqg.generation.generate import GeneratedStore, ensure_generated
+from xqg.generation.store import GeneratedStore
 from xqg.models.generator_module import SPEC_FILE, GeneratorSpec
 from xqg.models.tiny_t5 import train_tokenizer
+from xqg.tasks.generate import ensure_generated
+from xqg.tasks.schema import EvaluateSettings
 
-CONF = Path(__file__).resolve().parents[1] / "conf"
 NON_LATIN = [code for code in XOR_LANGUAGES if code != "fi"]
 
 
-def compose_cfg(cache: Path, *overrides: str):
-    with initialize_config_dir(config_dir=str(CONF)):
-        return compose(
-            config_name="train",
-            overrides=[
-                "task=generator",
-                "generator=tiny",
-                "trainer=cpu",
-                "logger=none",
-                f"paths.cache_dir={cache}",
-                "data=synthetic",
-                "data.world.n_entities=40",
-                # every fact asked in all seven languages: the passage alone cannot predict the question,
-                # so the model must learn to follow the language named in the prompt
-                "data.world.langs_per_fact=7",
-                "generator.max_source_length=32",
-                "generator.num_queries=2",
-                "generator.decoding.max_new_tokens=24",
-                *overrides,
-            ],
-        )
+def compose_cfg(cache: Path, *overrides: str) -> EvaluateSettings:
+    return settings(
+        "evaluate",
+        "generator=tiny",
+        "trainer=cpu",
+        "logger=none",
+        "data=synthetic",
+        "data.world.n_entities=40",
+        # every fact asked in all seven languages: the passage alone cannot predict the question,
+        # so the model must learn to follow the language named in the prompt
+        "data.world.langs_per_fact=7",
+        "generator.max_source_length=32",
+        "generator.num_queries=2",
+        "generator.decoding.max_new_tokens=24",
+        *overrides,
+        cache=cache,
+    )
 
 
 @pytest.fixture(scope="module")
@@ -56,13 +53,14 @@ def trained(tmp_path_factory: pytest.TempPathFactory):
     try:
         cache = tmp_path_factory.mktemp("gen_cache")
         cfg = compose_cfg(cache)
-        corpus = open_corpus(load_data(cfg.data, cfg.paths).corpus_path, cache)
+        corpus = open_corpus(cfg.data.bundle(cfg.paths.cache_dir).corpus_path, cache)
         store = ensure_generated(cfg, corpus)
         yield cfg, corpus, store
     finally:
         torch.set_num_threads(old)
 
 
+@pytest.mark.slow
 def test_checkpoint_is_an_hf_folder_with_spec_and_manifest(trained) -> None:
     cfg, _, _ = trained
     path = Path(tg.train_or_load(cfg))  # found in the cache, not retrained
@@ -76,13 +74,13 @@ def test_checkpoint_is_an_hf_folder_with_spec_and_manifest(trained) -> None:
     assert manifest["counts"]["steps"] == cfg.generator.train.max_steps
     assert manifest["counts"]["val_pairs"] > 0 and manifest["extra"]["val_loss"] > 0
     # A changed hyperparameter addresses a different checkpoint; an unchanged config the same one.
-    gcfg = tg.generator_config(cfg)
-    same = tg.checkpoint_artifact(gcfg, manifest["inputs"], 42, cfg.paths.cache_dir)
+    same = tg.checkpoint_artifact(cfg.generator, manifest["inputs"], 42, cfg.paths.cache_dir)
     assert same.path == path
-    gcfg["train"]["lr"] = 1e-3
-    assert tg.checkpoint_artifact(gcfg, manifest["inputs"], 42, cfg.paths.cache_dir).path != path
+    other = replace(cfg.generator, train=replace(cfg.generator.train, lr=1e-3))
+    assert tg.checkpoint_artifact(other, manifest["inputs"], 42, cfg.paths.cache_dir).path != path
 
 
+@pytest.mark.slow
 def test_store_covers_every_passage_language_and_k(trained) -> None:
     cfg, corpus, store = trained
     assert store.complete and store.languages == tuple(XOR_LANGUAGES) and store.n == 2
@@ -94,6 +92,7 @@ def test_store_covers_every_passage_language_and_k(trained) -> None:
     assert again.path == store.path and GeneratedStore.open(store.path).fingerprint == store.fingerprint
 
 
+@pytest.mark.slow
 def test_each_language_is_written_in_its_own_script(trained) -> None:
     _, _, store = trained
     texts: dict[str, list[str]] = defaultdict(list)
@@ -124,9 +123,10 @@ def test_tokenizer_round_trips_every_script_and_unseen_characters() -> None:
         assert tok.decode(ids, skip_special_tokens=True) == t
 
 
+@pytest.mark.slow
 def test_sampling_loop_with_top_k_1_equals_transformers_greedy(trained) -> None:
     """Our incremental decoding loop (KV cache, finished rows dropped from the batch) against ``generate``."""
-    from xqg.generation.generate import DecodingConfig, QueryGenerator
+    from xqg.generation.sampling import DecodingConfig, QueryGenerator
 
     cfg, corpus, _ = trained
     g = QueryGenerator(tg.train_or_load(cfg), device="cpu")

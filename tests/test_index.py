@@ -10,7 +10,7 @@ import pytest
 from xqg.core.artifacts import ArtifactDir
 from xqg.core.errors import XqgInputError
 from xqg.data.formats.runs import read_run, write_run
-from xqg.retrieval.encode import EmbeddingStore, ShardPlan, build_store, memory_rows
+from xqg.retrieval.embeddings import EmbeddingStore, ShardPlan, build_store, memory_rows
 from xqg.retrieval.index import gpu_available, search
 
 

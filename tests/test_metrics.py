@@ -12,18 +12,14 @@ import pytest
 
 from xqg.core.errors import MissingResourceError, XqgInputError
 from xqg.data.formats.jsonl import write_jsonl
+from xqg.data.formats.predictions import read_predictions
 from xqg.data.formats.runs import write_run
 from xqg.data.records import Question
-from xqg.evaluation import metrics
-from xqg.evaluation.metrics import (
-    EvalResult,
-    TokenCache,
-    ensure_punkt,
-    evaluate_predictions,
-    read_predictions,
-    score_run,
-    tokenize_text,
-)
+from xqg.evaluation import token_cache
+from xqg.evaluation.result import EvalResult
+from xqg.evaluation.scoring import evaluate_predictions, score_run
+from xqg.evaluation.token_cache import ParallelTokenizer, TokenCache
+from xqg.evaluation.xor_rule import ensure_punkt, tokenize_text
 
 DEV = "xor-tydi/xor_dev_retrieve_eng_span_v1_1.jsonl"
 
@@ -123,7 +119,7 @@ def test_match_is_case_sensitive_substring_of_the_tokenised_text():
 def test_language_comes_from_the_prediction_with_a_warning(caplog):
     qs = [q("a", ["Tokyo"], lang="ja"), q("b", ["Seoul"], lang="ko")]
     ps = [pred("a", ["Tokyo"], lang="ko"), pred("b", ["Seoul"], lang="ko")]
-    with caplog.at_level(logging.WARNING, logger="xqg.evaluation.metrics"):
+    with caplog.at_level(logging.WARNING, logger="xqg.evaluation.scoring"):
         res = evaluate_predictions(qs, ps, ks=(2,))
     assert res.counts == {"ko": 2}
     assert res.lang_mismatch == [("a", "ko", "ja")]
@@ -244,11 +240,12 @@ def test_matches_the_official_loop_on_random_inputs(seed):
     assert res.macro[1] == pytest.approx(statistics.mean(per_lang.values()))
 
 
+@pytest.mark.slow
 def test_parallel_tokenisation_gives_identical_results(monkeypatch):
     qs, ps = _random_world(3, n_q=10)
     serial = evaluate_predictions(qs, ps, ks=(1, 2), workers=1)
-    monkeypatch.setattr(metrics, "_PARALLEL_MIN_TEXTS", 1)
-    monkeypatch.setattr(metrics, "_CHUNK", 4)
+    monkeypatch.setattr(token_cache, "_PARALLEL_MIN_TEXTS", 1)
+    monkeypatch.setattr(token_cache, "_CHUNK", 4)
     parallel = evaluate_predictions(qs, ps, ks=(1, 2), workers=2)
     assert parallel.hits == serial.hits
     assert parallel.stats["tokenized"] == serial.stats["tokenized"]
@@ -257,7 +254,7 @@ def test_parallel_tokenisation_gives_identical_results(monkeypatch):
     from concurrent.futures.process import BrokenProcessPool
 
     texts = [c for p in ps for c in p["ctxs"]][:20]
-    with metrics._Tokenizer(1000, workers=2) as tok:
+    with ParallelTokenizer(1000, workers=2) as tok:
         with pytest.raises(BrokenProcessPool):
             tok._get_pool().submit(os._exit, 1).result()
         assert tok(texts) == [tokenize_text(t, 1000) for t in texts]

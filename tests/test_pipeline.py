@@ -11,13 +11,13 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from hydra import compose, initialize_config_dir
-from omegaconf import DictConfig
 
+from helpers.config import settings
 from xqg.data.formats.runs import read_run
-from xqg.retrieval.encode import EmbeddingStore
+from xqg.retrieval.embeddings import EmbeddingStore
 from xqg.tasks import evaluate as pipeline
-from xqg.tasks import tracking
+from xqg.tasks import results, tracking
+from xqg.tasks.schema import EvaluateSettings
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
@@ -25,31 +25,27 @@ REPO = Path(__file__).resolve().parents[1]
 LANGS = ["ar", "bn", "fi", "ja", "ko", "ru", "te"]
 
 
-def _compose(cache: Path, out: Path, *overrides: str) -> DictConfig:
-    with initialize_config_dir(config_dir=str(REPO / "conf")):
-        return compose(
-            "evaluate",
-            overrides=[
-                "data=synthetic",
-                "data.world.n_entities=60",
-                "data.world.passages_per_entity=3",
-                "backbone=tiny",
-                "trainer=cpu",
-                "train.epochs=1",
-                "trainer.max_steps=3",  # a trained checkpoint, not a good one: the test is about the pipeline
-                "train.batch_size=4",
-                "train.train_n_passages=2",
-                "backbone.p_max_len=64",
-                "train.dev.source=none",
-                "logger=none",
-                f"paths.cache_dir={cache}",
-                f"paths.output_dir={out}",
-                f"paths.log_dir={out.parent / 'logs'}",
-                "retrieval.passage_batch_size=64",
-                "metrics.workers=1",
-                *overrides,
-            ],
-        )
+SMALL = [
+    "data=synthetic",
+    "data.world.n_entities=60",
+    "data.world.passages_per_entity=3",
+    "backbone=tiny",
+    "trainer=cpu",
+    "train.epochs=1",
+    "trainer.max_steps=3",  # a trained checkpoint, not a good one: the test is about the pipeline
+    "train.batch_size=4",
+    "train.train_n_passages=2",
+    "backbone.p_max_len=64",
+    "train.dev.source=none",
+    "logger=none",
+    "retrieval.passage_batch_size=64",
+    "metrics.workers=1",
+]
+
+
+def _compose(cache: Path, out: Path, *overrides: str) -> EvaluateSettings:
+    """The evaluate settings of a small, quickly trained pipeline on the synthetic world."""
+    return settings("evaluate", *SMALL, *overrides, cache=cache, out=out)
 
 
 @pytest.fixture(scope="module")
@@ -62,12 +58,12 @@ def first_run(cache: Path, tmp_path_factory: pytest.TempPathFactory) -> dict:
     out = tmp_path_factory.mktemp("run1")
     trackers: list[tracking.Tracker] = []
 
-    def start_run(cfg: DictConfig, job_type: str) -> tracking.Tracker:
+    def start_run(logger: object, *, config: object, job_type: str) -> tracking.Tracker:
         trackers.append(tracking.Tracker(None))
         return trackers[-1]
 
     mp = pytest.MonkeyPatch()
-    mp.setattr(tracking, "start_run", start_run)
+    mp.setattr(results, "start_run", start_run)
     try:
         cfg = _compose(cache, out, "retrieval.depth=30")
         value = pipeline.run(cfg)
@@ -137,11 +133,10 @@ def test_settings_that_matter_rebuild_and_others_reuse(first_run: dict, cache: P
 
 def test_bad_settings_fail_with_one_line_naming_the_field(cache: Path, tmp_path: Path) -> None:
     from xqg.core.errors import XqgInputError
-    from xqg.data.bundle import load_data
 
     cfg = _compose(cache, tmp_path, "retrieval.split=val")
     with pytest.raises(XqgInputError, match=r"field 'retrieval.split': must be dev or test"):
-        pipeline.load_questions(cfg, load_data(cfg.data, cfg.paths))
+        pipeline.load_questions(cfg, cfg.data.bundle(cfg.paths.cache_dir))
     cfg = _compose(cache, tmp_path, "retrieval.run_formats=[tevatron,csv]")
-    with pytest.raises(XqgInputError, match="unknown run format 'csv'"):
-        pipeline.write_runs(cfg, {"q": [("d", 1.0)]}, tmp_path)
+    with pytest.raises(XqgInputError, match="unknown run format 'csv'"):  # before anything runs
+        pipeline.run(cfg)

@@ -11,12 +11,12 @@ import json
 from pathlib import Path
 
 import pytest
-from omegaconf import DictConfig
 
 from test_pipeline import _compose
 from xqg.data.corpus import open_corpus
 from xqg.data.formats.runs import read_run
 from xqg.tasks import evaluate as pipeline
+from xqg.tasks.schema import EvaluateSettings
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
@@ -45,10 +45,8 @@ def setup(tmp_path_factory: pytest.TempPathFactory) -> dict:
     return {"cache": cache, "baseline_out": base_out, "released": released}
 
 
-def _bundle_corpus(cfg: DictConfig) -> Path:
-    from xqg.data.bundle import load_data
-
-    return Path(load_data(cfg.data, cfg.paths).corpus_path)
+def _bundle_corpus(cfg: EvaluateSettings) -> Path:
+    return Path(cfg.data.bundle(cfg.paths.cache_dir).corpus_path)
 
 
 def _xqg_run(setup: dict, out: Path, *overrides: str) -> tuple[float, dict]:

@@ -8,18 +8,21 @@ import csv
 import json
 import shutil
 from pathlib import Path
+from types import SimpleNamespace
 
 import pytest
 import torch
-from hydra import compose, initialize_config_dir
-from omegaconf import DictConfig
 
+from helpers.config import settings
 from xqg.core.errors import XqgInputError
+from xqg.data.dev_set import DevSet
 from xqg.models.biencoder import SPEC_FILE, BiEncoder, RetrieverSpec, load_retriever
-from xqg.models.retriever_module import ContrastiveOutput, contrastive_loss, linear_warmup_decay
+from xqg.models.retriever_module import ContrastiveOutput, RetrieverModule, contrastive_loss
 from xqg.models.tiny_bert import TinyBertConfig, build_tiny_bert, tiny_bert_backbone, train_wordpiece
+from xqg.retrieval.dev_check import evaluate_dev
+from xqg.tasks.builders import build_trainer
+from xqg.tasks.schema import TrainSettings
 
-CONF = Path(__file__).resolve().parents[1] / "conf"
 SCRIPTS = {
     "ar": "ولد الملك في مدينة القاهرة عام ألف",
     "bn": "রাজা কোন শহরে জন্মগ্রহণ করেছিলেন",
@@ -200,66 +203,63 @@ def test_cross_device_loss_gives_the_global_batch_gradient() -> None:
     assert torch.allclose(grad_p / world, ref_p.grad, atol=1e-6)
 
 
-def test_linear_warmup_then_decay() -> None:
-    f = linear_warmup_decay(10, 100)
+@pytest.mark.parametrize("warmup", [{"warmup_ratio": 0.095}, {"warmup_steps": 10}], ids=["ratio", "steps"])
+def test_linear_warmup_then_decay(warmup: dict) -> None:
+    """transformers' linear schedule; a warmup ratio of the estimated steps rounds up (9.5 -> 10 steps)."""
+    module = RetrieverModule(torch.nn.Linear(2, 2), lr=1.0, **warmup)  # type: ignore[arg-type]
+    module._trainer = SimpleNamespace(estimated_stepping_batches=100)  # type: ignore[assignment]
+    f = module.configure_optimizers()["lr_scheduler"]["scheduler"].lr_lambdas[0]
     assert [f(0), f(5), f(10), f(55), f(100), f(120)] == [0.0, 0.5, 1.0, 0.5, 0.0, 0.0]
 
 
-# -- Hydra ----------------------------------------------------------------------------------------------------------
-def _compose(overrides: list[str], name: str = "train") -> DictConfig:
-    with initialize_config_dir(config_dir=str(CONF)):
-        return compose(name, overrides=overrides)
-
-
-def test_experiments_compose_with_the_paper_recipe() -> None:
-    for exp, data, model in [
-        ("paper_mbert", "xor_tydi", "bert-base-multilingual-cased"),
-        ("paper_xlmr", "xor_tydi", "xlm-roberta-base"),
-        ("paper_zeroshot_mbert", "nq", "bert-base-multilingual-cased"),
-    ]:
-        cfg = _compose([f"experiment={exp}"])
-        t, b = cfg.train, cfg.backbone
-        assert (cfg.data.name, b.name_or_path) == (data, model), exp
-        assert (b.pooling, b.shared, b.normalize, b.temperature, b.q_max_len, b.p_max_len) == (
-            "cls",
-            True,
-            False,
-            1.0,
-            32,
-            128,
-        )
-        assert (t.batch_size, t.train_n_passages, t.lr, t.epochs, t.warmup_ratio) == (128, 8, 1e-5, 40, 0.1)
-        assert (cfg.trainer.accelerator, cfg.trainer.precision) == ("gpu", "16-mixed")
-    demo = _compose(["experiment=demo"])
-    assert (demo.data.name, demo.backbone.name, demo.trainer.accelerator) == ("synthetic", "tiny", "cpu")
-    # groups compose: backbone x data x trainer
-    cfg = _compose(["backbone=xlmr", "data=nq", "trainer=ddp", "trainer.devices=4"])
-    assert (cfg.backbone.name, cfg.data.name, cfg.trainer.strategy, cfg.trainer.devices) == (
-        "xlmr",
-        "nq",
-        "ddp",
-        4,
+def test_dev_check_metrics_leave_weights_rng_and_mode_alone(tiny_dir: Path) -> None:
+    torch.manual_seed(0)
+    model = BiEncoder.from_backbone(tiny_dir, RetrieverSpec(pooling="mean", normalize=True))
+    _, tok, _ = load_retriever(tiny_dir)
+    texts = list(SCRIPTS.values())
+    dev = DevSet(
+        qids=["q0", "q1", "q2", "q3"],
+        queries=[texts[0], texts[3], texts[5], "nothing gold here"],
+        gold=[frozenset({"d0"}), frozenset({"d3", "d4"}), frozenset({"d5"}), frozenset({"missing"})],
+        docids=[f"d{i}" for i in range(len(texts))],
+        passages=texts,
     )
-    # evaluate.py composes the same groups, so it finds the same checkpoint
-    ev = _compose(["experiment=paper_mbert"], name="evaluate")
-    assert ev.train.lr == 1e-5 and ev.backbone.name == "mbert"
+    weights = {k: v.clone() for k, v in model.state_dict().items()}
+    model.train()
+    rng = torch.random.get_rng_state()
+    m = evaluate_dev(model, tok, dev, ks=(1, 2, 100), batch_size=3)
+    assert model.training and torch.equal(torch.random.get_rng_state(), rng)
+    assert all(torch.equal(v, model.state_dict()[k]) for k, v in weights.items())
+    # reference: brute-force scores in torch; a query's own text is among the passages, so it ranks first
+    model.eval()
+    with torch.no_grad():
+        b = _batch(tok, texts, 64)
+        p = model.encode_passage(b["input_ids"], b["attention_mask"])
+        b = _batch(tok, dev.queries[:3], 32)
+        ranks = (model.encode_query(b["input_ids"], b["attention_mask"]) @ p.T).argsort(
+            dim=1, descending=True
+        )
+    assert ranks[:, 0].tolist() == [0, 3, 5]
+    second = 1.0 if int(ranks[1, 1]) == 4 else 0.0
+    assert m["queries"] == 3.0 and m["recall@1"] == pytest.approx((1 + 0.5 + 1) / 3)
+    assert m["recall@2"] == pytest.approx((1 + (0.5 + 0.5 * second) + 1) / 3)
+    assert m["recall@100"] == 1.0 and m["mrr@9"] == 1.0
 
 
 # -- training on the synthetic world ---------------------------------------------------------------------------
-def _train_cfg(cache: Path, extra: list[str] = ()) -> DictConfig:  # type: ignore[assignment]
-    return _compose(
-        [
-            "experiment=demo",
-            "logger=csv",
-            f"paths.cache_dir={cache}",
-            "data.world.n_entities=120",
-            "backbone.tiny.vocab_size=2000",
-            "backbone.p_max_len=64",
-            "train.epochs=2",
-            "train.dev.max_queries=120",
-            "trainer.log_every_n_steps=1",
-            *extra,
-        ]
+def _train_cfg(cache: Path, extra: list[str] = ()) -> TrainSettings:  # type: ignore[assignment]
+    return settings(
+        "train",
+        "experiment=demo",
+        "logger=csv",
+        "data.world.n_entities=120",
+        "backbone.tiny.vocab_size=2000",
+        "backbone.p_max_len=64",
+        "train.epochs=2",
+        "train.dev.max_queries=120",
+        "trainer.log_every_n_steps=1",
+        *extra,
+        cache=cache,
     )
 
 
@@ -280,6 +280,7 @@ def trained(tmp_path_factory: pytest.TempPathFactory) -> dict[str, object]:
     return {"cache": cache, "run_dir": run_dir, "cfg": cfg, "path": path}
 
 
+@pytest.mark.slow
 def test_training_lowers_the_loss_and_beats_the_untrained_model(trained: dict) -> None:
     from xqg.core.artifacts import Manifest
 
@@ -305,6 +306,7 @@ def test_training_lowers_the_loss_and_beats_the_untrained_model(trained: dict) -
     assert (spec.pooling, spec.normalize, spec.p_max_len) == ("mean", True, 64)
 
 
+@pytest.mark.slow
 def test_trained_checkpoint_is_reused_and_a_changed_hyperparameter_retrains(trained: dict) -> None:
     from xqg.tasks.train_retriever import artifact_for, train_or_load
 
@@ -326,6 +328,7 @@ def test_trained_checkpoint_is_reused_and_a_changed_hyperparameter_retrains(trai
         assert artifact_for(_train_cfg(cache, [change])).fingerprint != base, change
 
 
+@pytest.mark.slow
 def test_killed_run_resumes_from_the_last_checkpoint(trained: dict, tmp_path: Path) -> None:
     """A 3-epoch run that finds the 2-epoch run's last.ckpt (what a kill after epoch 2 leaves) trains only the
     third epoch."""
@@ -353,7 +356,5 @@ def test_bad_training_config_is_one_clear_error(tmp_path: Path) -> None:
 
     with pytest.raises(XqgInputError, match=r"train\.source"):
         train_or_load(_train_cfg(tmp_path, ["train.source=french"]))
-    with pytest.raises(XqgInputError, match=r"trainer\.not_a_flag"):
-        from xqg.tasks.train_retriever import trainer_kwargs
-
-        trainer_kwargs(_train_cfg(tmp_path, ["+trainer.not_a_flag=1"]))
+    with pytest.raises(XqgInputError, match=r"field 'trainer'.*not_a_flag"):
+        build_trainer(_train_cfg(tmp_path, ["+trainer.not_a_flag=1"]).trainer)

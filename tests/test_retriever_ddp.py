@@ -11,11 +11,14 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
 from xqg.models.biencoder import SPEC_FILE, load_retriever
 
 REPO = Path(__file__).resolve().parents[1]
 
 
+@pytest.mark.slow
 def test_train_py_ddp_on_two_cpu_processes(tmp_path: Path) -> None:
     env = {**os.environ, "XQG_CACHE": str(tmp_path / "cache"), "OMP_NUM_THREADS": "1"}
     cmd = [

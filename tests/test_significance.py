@@ -10,8 +10,9 @@ import pytest
 from scipy.stats import t as t_dist
 
 from xqg.core.errors import XqgInputError
-from xqg.evaluation.metrics import EvalResult
+from xqg.evaluation.result import EvalResult
 from xqg.evaluation.significance import compare, paired_randomization, paired_ttest
+from xqg.evaluation.tables import metrics_of_results, paper_table, significance_footnotes
 
 
 def test_paired_ttest_matches_the_textbook_formula():
@@ -98,9 +99,18 @@ def test_markers_and_errors():
         compare(a, other)
 
 
-def test_report_tables_from_saved_results():
-    from xqg.evaluation.report import metrics_of_results, paper_table
+def test_the_significance_level_sets_the_markers_and_is_saved():
+    langs = {f"q{i}": "fi" for i in range(40)}
+    a = result({q: i < 5 for i, q in enumerate(langs)}, langs)
+    b = result({q: i < 30 for i, q in enumerate(langs)}, langs)
+    strict = compare(a, b, permutations=2000, seed=1, level=1e-12)
+    assert strict.level == 1e-12 and strict.markers("R@2kt", "fi") == ""
+    saved = strict.to_json()
+    assert saved["level"] == 1e-12 and "alpha" not in saved
+    assert significance_footnotes(0.01, "base", ["ttest"]) == ["† p < 0.01 vs base, paired t-test"]
 
+
+def test_report_tables_from_saved_results():
     a = {"R@2kt": {"ar": 40.0, "te": 50.0, "macro": 45.0, "count": {"ar": 3, "te": 2}}, "compare": {}}
     b = {
         "metrics": {"R@2kt": {"ar": 42.5, "te": 55.0, "macro": 48.75, "count": {"ar": 3, "te": 2}}},

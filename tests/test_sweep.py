@@ -12,18 +12,12 @@ from pathlib import Path
 
 import optuna
 import pytest
-from hydra import compose, initialize_config_dir
 
+from helpers.config import compose_config
 from xqg.core.errors import XqgInputError
-from xqg.tasks.sweep import (
-    load_trial_records,
-    objective_value,
-    split_from_config,
-    split_of,
-    split_questions,
-    write_study_report,
-    write_trial_record,
-)
+from xqg.evaluation.splits import split_of, split_questions
+from xqg.tasks.study_report import write_study_report
+from xqg.tasks.sweep import load_trial_records, objective_value, write_trial_record
 
 REPO = Path(__file__).resolve().parents[1]
 METRICS = {
@@ -53,7 +47,7 @@ def test_split_is_deterministic_disjoint_and_balanced() -> None:
             self.qid = qid
 
     objs = [Q(q) for q in qids[:50]]
-    got = split_from_config(objs, {"tune_split": "report", "split_salt": "xqg-tune-split"})
+    got = split_questions(objs, "report", "xqg-tune-split")
     assert [o.qid for o in got] == [q for q in qids[:50] if q in set(report)]
 
 
@@ -106,19 +100,19 @@ def test_study_report_and_importance_fallback(tmp_path: Path) -> None:
 def test_study_plots_and_trials_go_to_the_tracker(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     from omegaconf import OmegaConf
 
-    from xqg.tasks import sweep, tracking
+    from xqg.tasks import study_report, tracking
 
     trackers: list[tracking.Tracker] = []
 
-    def start_run(cfg: object, job_type: str) -> tracking.Tracker:
+    def start_run(logger: object, *, config: object, job_type: str) -> tracking.Tracker:
         assert job_type == "study"
         trackers.append(tracking.Tracker(None))
         return trackers[-1]
 
-    monkeypatch.setattr(tracking, "start_run", start_run)
+    monkeypatch.setattr(study_report, "start_run", start_run)
     optuna.logging.set_verbosity(optuna.logging.WARNING)
     summary = write_study_report(_toy_study([(0.0, 1, 30.0), (0.01, 2, 33.0)]), tmp_path / "s")
-    sweep._log_study(OmegaConf.create({"logger": {"backend": "wandb"}}), summary)
+    study_report._log_study(OmegaConf.create({"logger": {}}), summary)
     (tracker,) = trackers
     kinds = {(h["kind"], h.get("name")) for h in tracker.history}
     assert {("image", "study/optuna_slice"), ("image", "study/optuna_importance")} <= kinds
@@ -149,32 +143,31 @@ def test_trial_records_roundtrip(tmp_path: Path) -> None:
 def test_sweep_configs_compose_with_evaluate() -> None:
     from omegaconf import OmegaConf
 
-    with initialize_config_dir(config_dir=str(REPO / "conf")):
-        for name, sampler in [
-            ("alpha_n", "TPESampler"),
-            ("alpha_log_n", "TPESampler"),
-            ("alpha_n_multi", "TPESampler"),
-            ("grid_paper", "GridSampler"),
-        ]:
-            cfg = compose("evaluate", overrides=[f"sweep={name}"], return_hydra_config=True)
-            sw = cfg.hydra.sweeper
-            assert sw._target_.endswith("OptunaSweeper") and sw.sampler._target_.endswith(sampler)
-            assert sw.storage.startswith("sqlite:///") and sw.storage.endswith("/optuna.db")
-            assert set(sw.params) == {"augmentation.alpha", "augmentation.n"}
-            assert "xqg_study_report" in cfg.hydra.callbacks
-            assert sw.sampler.seed == cfg.seed == 42  # seeded sampler
-            assert cfg.augmentation.enabled is True
-            objective = OmegaConf.to_container(cfg.retrieval, resolve=False)["objective"]
-            if name == "alpha_n_multi":
-                assert objective == ["R@2kt", "R@5kt"] and list(sw.direction) == ["maximize", "maximize"]
-            else:
-                assert objective == "R@2kt" and sw.direction == "maximize"
+    for name, sampler in [
+        ("alpha_n", "TPESampler"),
+        ("alpha_log_n", "TPESampler"),
+        ("alpha_n_multi", "TPESampler"),
+        ("grid_paper", "GridSampler"),
+    ]:
+        cfg = compose_config("evaluate", f"sweep={name}", hydra_config=True)
+        sw = cfg.hydra.sweeper
+        assert sw._target_.endswith("OptunaSweeper") and sw.sampler._target_.endswith(sampler)
+        assert sw.storage.startswith("sqlite:///") and sw.storage.endswith("/optuna.db")
+        assert set(sw.params) == {"augmentation.alpha", "augmentation.n"}
+        assert "xqg_study_report" in cfg.hydra.callbacks
+        assert sw.sampler.seed == cfg.seed == 42  # seeded sampler
+        assert cfg.augmentation.enabled is True
+        objective = OmegaConf.to_container(cfg.retrieval, resolve=False)["objective"]
+        if name == "alpha_n_multi":
+            assert objective == ["R@2kt", "R@5kt"] and list(sw.direction) == ["maximize", "maximize"]
+        else:
+            assert objective == "R@2kt" and sw.direction == "maximize"
 
 
 TOY_APP = textwrap.dedent(
     """
     import hydra
-    from omegaconf import DictConfig
+    from omegaconf import DictConfig, OmegaConf
     from xqg.tasks.sweep import objective_value, write_trial_record
 
     @hydra.main(config_path="conf", config_name="toy")
@@ -185,7 +178,7 @@ TOY_APP = textwrap.dedent(
                    for m, off in (("R@2kt", 0.0), ("R@5kt", 8.0))}
         value = objective_value(metrics, cfg.retrieval.objective)
         write_trial_record(hydra.core.hydra_config.HydraConfig.get().runtime.output_dir,
-                           cfg.augmentation, metrics, objective=value)
+                           OmegaConf.to_container(cfg.augmentation, resolve=True), metrics, objective=value)
         return value
 
     if __name__ == "__main__":
@@ -201,6 +194,10 @@ TOY_CONF = textwrap.dedent(
     seed: 7
     retrieval:
       objective: R@2kt
+    generator:
+      languages: [ar, bn, fi, ja, ko, ru, te]
+      num_queries: 5
+    logger: {}
     """
 )
 
@@ -233,6 +230,7 @@ def _trials(db: Path) -> list[tuple[int, str]]:
         return con.execute("select number, state from trials order by number").fetchall()
 
 
+@pytest.mark.slow
 def test_optuna_sweep_through_hydra_sqlite_and_resume(toy_app: Path, tmp_path: Path) -> None:
     d1, d2 = tmp_path / "sweep1", tmp_path / "sweep2"
     _multirun(toy_app, "sweep=alpha_n", "hydra.sweeper.n_trials=3", f"hydra.sweep.dir={d1}")
@@ -265,6 +263,7 @@ def test_optuna_sweep_through_hydra_sqlite_and_resume(toy_app: Path, tmp_path: P
     assert len(list(csv.DictReader((d2 / "study" / "trials.csv").open()))) == 5
 
 
+@pytest.mark.slow
 def test_grid_sweep_reproduces_paper_style_figures(toy_app: Path, tmp_path: Path) -> None:
     d = tmp_path / "grid"
     _multirun(
@@ -296,4 +295,4 @@ def test_multi_objective_study_report(tmp_path: Path) -> None:
     for name in ("optuna_importance_0", "optuna_importance_1", "optuna_slice_0", "optuna_slice_1"):
         assert (tmp_path / f"{name}.png").exists(), name
     header = (tmp_path / "trials.csv").read_text().splitlines()[0]
-    assert header.startswith("number,state,value_0,value_1,a,n")
+    assert header.startswith("number,state,values_0,values_1,a,n")

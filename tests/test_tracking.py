@@ -1,4 +1,4 @@
-"""Tracking: logger=wandb|csv|none from the config, W&B off when disabled, the resolved config goes with a run."""
+"""Tracking: the logger group's _target_ nodes, W&B off when disabled, the resolved settings go with a run."""
 
 from __future__ import annotations
 
@@ -6,69 +6,79 @@ from pathlib import Path
 
 import pytest
 import yaml
-from omegaconf import OmegaConf
+from pytorch_lightning.loggers import CSVLogger, WandbLogger
 
 from xqg.core.errors import XqgInputError
-from xqg.tasks.tracking import Tracker, lightning_loggers, resolved_config, start_run, wandb_mode
+from xqg.tasks.tracking import Tracker, lightning_loggers, start_run, wandb_node
+
+CONFIG = {
+    "train": {"lr": 1e-3},
+    "paths": {"log_dir": "outputs"},
+    "trainer": {"_target_": "pytorch_lightning.Trainer"},
+}
 
 
-def _cfg(**logger: object) -> object:
-    return OmegaConf.create(
-        {
-            "paths": {"output_dir": "${hydra:runtime.output_dir}", "log_dir": "outputs"},
-            "train": {"lr": 1e-3, "scaled": "${train.lr}"},
-            "logger": {"backend": "wandb", "project": "xqg", "mode": "offline", "tags": [], **logger},
-        }
-    )
+def _logger(**wandb: object) -> dict:
+    node = {
+        "_target_": "pytorch_lightning.loggers.WandbLogger",
+        "project": "xqg",
+        "mode": "offline",
+        "tags": [],
+    }
+    return {"wandb": {**node, **wandb}}
 
 
-def test_backend_and_mode(monkeypatch: pytest.MonkeyPatch) -> None:
+def test_wandb_mode(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.delenv("WANDB_MODE", raising=False)
-    assert wandb_mode(_cfg()) == "offline"
-    assert wandb_mode(_cfg(mode="online")) == "online"
-    assert wandb_mode(_cfg(mode="disabled")) is None
-    assert wandb_mode(_cfg(backend="csv")) is None
-    assert wandb_mode(_cfg(backend="none")) is None
+    assert wandb_node(_logger())["mode"] == "offline"
+    assert wandb_node(_logger(mode="online"))["mode"] == "online"
+    assert wandb_node(_logger(mode="dryrun"))["mode"] == "offline"
+    assert wandb_node(_logger(mode="disabled")) is None
+    assert wandb_node({}) is None  # logger=csv / logger=none
+    assert wandb_node({"wandb": {"group": "study"}}) is None  # a sweep's group with logger=none
     monkeypatch.setenv("WANDB_MODE", "disabled")  # what the test suite sets: never a W&B run in tests
-    assert wandb_mode(_cfg(mode="online")) is None
-    with pytest.raises(XqgInputError, match=r"logger\.backend"):
-        wandb_mode(_cfg(backend="tensorboard"))
+    assert wandb_node(_logger(mode="online")) is None
     monkeypatch.delenv("WANDB_MODE")
-    with pytest.raises(XqgInputError, match=r"logger\.mode"):
-        wandb_mode(_cfg(mode="sometimes"))
-
-
-def test_resolved_config_keeps_what_cannot_be_resolved_outside_hydra() -> None:
-    out = resolved_config(_cfg())
-    assert out["train"]["scaled"] == 1e-3  # resolved
-    assert out["paths"]["output_dir"] == "${hydra:runtime.output_dir}"  # kept as written
+    with pytest.raises(XqgInputError, match=r"logger\.wandb\.mode"):
+        wandb_node(_logger(mode="sometimes"))
 
 
 def test_lightning_loggers_write_csv_with_the_config(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    from pytorch_lightning.loggers import CSVLogger, WandbLogger
-
     monkeypatch.setenv("WANDB_MODE", "disabled")
-    loggers = lightning_loggers(_cfg(), tmp_path)
+    loggers = lightning_loggers(_logger(), tmp_path, config=CONFIG)
     assert [type(lg) for lg in loggers] == [CSVLogger]
     loggers[0].log_metrics({"train/loss": 1.5}, step=0)
     loggers[0].save()
     header = (tmp_path / "csv" / "metrics.csv").read_text().splitlines()[0].split(",")
     assert "train/loss" in header
     hparams = yaml.safe_load((tmp_path / "csv" / "hparams.yaml").read_text())
-    assert hparams["train"]["scaled"] == 1e-3
-    # W&B on (offline): a WandbLogger configured from cfg.logger, carrying the resolved config; it starts
+    assert hparams["train"]["lr"] == 1e-3
+    # W&B on (offline): a WandbLogger instantiated from the logger node, carrying the settings; it starts
     # nothing until first used
     monkeypatch.delenv("WANDB_MODE")
-    loggers = lightning_loggers(_cfg(project="p1", tags=["a"], save_dir=str(tmp_path / "wb")), tmp_path)
-    wb = loggers[1]
+    node = _logger(project="p1", tags=["a"], save_dir=str(tmp_path / "wb"))
+    wb = lightning_loggers(node, tmp_path, config=CONFIG, job_type="train_retriever")[1]
     assert isinstance(wb, WandbLogger) and wb._experiment is None
     assert wb._wandb_init["mode"] == "offline" and wb._wandb_init["project"] == "p1"
     assert wb._wandb_init["tags"] == ["a"] and wb._wandb_init["config"]["train"]["lr"] == 1e-3
+    assert wb._wandb_init["job_type"] == "train_retriever"
+    assert wb._wandb_init["config"]["trainer"] == {
+        "_target_": "pytorch_lightning.Trainer"
+    }  # carried, not built
+
+
+def test_logger_targets_are_whitelisted(tmp_path: Path) -> None:
+    bad = {
+        "x": {"_target_": "xqg.core.artifacts.atomic_write_text", "dest": str(tmp_path / "f"), "text": "x"}
+    }
+    with pytest.raises(Exception, match=r"whitelist|not allowed|execution"):
+        lightning_loggers(bad, tmp_path, config=CONFIG)
+    assert not (tmp_path / "f").exists()
 
 
 def test_tracker_is_a_recording_no_op_when_disabled(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("WANDB_MODE", "disabled")
-    with start_run(_cfg(), job_type="evaluate") as tracker:
+    with start_run(_logger(), config=CONFIG, job_type="evaluate") as tracker:
         assert isinstance(tracker, Tracker) and not tracker.enabled
         tracker.log_metrics({"R@2kt/macro": 44.1}, step=1)
         tracker.log_table("retrieval", ["metric", "macro"], [["R@2kt", 44.1]])
