@@ -7,6 +7,7 @@ score.*=...`` (:mod:`xqg.tasks.score`, from the Hydra config): both only build a
 
 from __future__ import annotations
 
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -14,8 +15,9 @@ from typing import Any
 from xqg.core.errors import XqgInputError
 from xqg.core.io import open_binary
 from xqg.data.corpus import CorpusStore, open_corpus
+from xqg.data.records import Question
 from xqg.evaluation.result import EvalResult
-from xqg.evaluation.scoring import evaluate_predictions, score_run
+from xqg.evaluation.scoring import Ranked, evaluate_predictions, score_run
 from xqg.evaluation.significance import TESTS, Comparison, compare
 from xqg.evaluation.tables import paper_table, significance_footnotes
 from xqg.evaluation.xor_rule import DEFAULT_KS
@@ -100,6 +102,45 @@ class ScoreReport:
         return out
 
 
+def score_ranked(
+    questions: str | Path | Sequence[Question],
+    run: str | Path | Mapping[str, Ranked],
+    corpus: str | Path | CorpusStore,
+    options: ScoreOptions,
+) -> EvalResult:
+    """Score a run (a file, or ranked passages in memory) over a corpus with the options' settings."""
+    o = options
+    return score_run(
+        questions,
+        run,
+        corpus,
+        o.ks,
+        cache_dir=o.cache_dir,
+        allow_missing=o.allow_missing,
+        allow_unknown=o.allow_unknown,
+        token_cache_dir=o.token_cache_dir,
+        workers=o.workers,
+        nltk_data=o.nltk_data,
+    )
+
+
+def compare_results(
+    a: EvalResult, b: EvalResult, options: ScoreOptions, name_a: str = "A", name_b: str = "B"
+) -> Comparison:
+    """The options' paired tests of ``b`` against ``a``, per language and macro."""
+    o = options
+    return compare(
+        a,
+        b,
+        tests=o.tests,
+        permutations=o.permutations,
+        seed=o.seed,
+        level=o.level,
+        name_a=name_a,
+        name_b=name_b,
+    )
+
+
 def score_file(
     path: str | Path,
     questions: str | Path,
@@ -109,22 +150,21 @@ def score_file(
 ) -> EvalResult:
     """Score one predictions file or run (detected from its content)."""
     o = options or ScoreOptions()
-    common: dict[str, Any] = {
-        "ks": o.ks,
-        "allow_missing": o.allow_missing,
-        "allow_unknown": o.allow_unknown,
-        "workers": o.workers,
-        "nltk_data": o.nltk_data,
-    }
     if input_kind(path) == "predictions":
-        return evaluate_predictions(questions, path, **common)
+        return evaluate_predictions(
+            questions,
+            path,
+            ks=o.ks,
+            allow_missing=o.allow_missing,
+            allow_unknown=o.allow_unknown,
+            workers=o.workers,
+            nltk_data=o.nltk_data,
+        )
     if corpus is None:
         raise XqgInputError(
             "this is a run file: scoring it needs the corpus (--corpus / score.corpus)", path=path
         )
-    return score_run(
-        questions, path, corpus, cache_dir=o.cache_dir, token_cache_dir=o.token_cache_dir, **common
-    )
+    return score_ranked(questions, path, corpus, o)
 
 
 def score_and_compare(
@@ -147,14 +187,5 @@ def score_and_compare(
             name_a, name_b = f"{name_a} (A)", f"{name_b} (B)"
             results = {name_a: results.pop(next(iter(results)))}
         results[name_b] = score_file(other, questions, corpus=store, options=o)
-        comparison = compare(
-            results[name_a],
-            results[name_b],
-            tests=o.tests,
-            permutations=o.permutations,
-            seed=o.seed,
-            level=o.level,
-            name_a=name_a,
-            name_b=name_b,
-        )
+        comparison = compare_results(results[name_a], results[name_b], o, name_a, name_b)
     return ScoreReport(results, comparison, o)

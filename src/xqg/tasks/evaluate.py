@@ -26,9 +26,7 @@ from xqg.data.corpus import CorpusStore, open_corpus
 from xqg.data.formats.runs import Run, write_run
 from xqg.data.formats.xor import read_xor_questions
 from xqg.data.records import Question
-from xqg.evaluation.result import EvalResult
-from xqg.evaluation.scoring import score_run
-from xqg.evaluation.significance import Comparison, compare
+from xqg.evaluation.score_files import compare_results, score_ranked
 from xqg.evaluation.splits import split_questions
 from xqg.retrieval.embeddings import EmbeddingStore, encode_corpus, encode_queries
 from xqg.retrieval.encode import Retriever
@@ -155,46 +153,10 @@ def search(settings: EvaluateSettings, inputs: Inputs, xqg: XqgSearch | None = N
     )
 
 
-def score(settings: EvaluateSettings, inputs: Inputs, run: Run) -> EvalResult:
-    """Official XOR-Retrieve R@kt with the ``metrics`` settings; passage tokens are cached (under
-    ``metrics.token_cache_dir``) across runs and sweep trials."""
-    o = options_from_settings(settings.metrics)
-    return score_run(
-        inputs.questions,
-        run,
-        inputs.corpus,
-        o.ks,
-        cache_dir=settings.paths.cache_dir,
-        allow_missing=o.allow_missing,
-        allow_unknown=o.allow_unknown,
-        token_cache_dir=o.token_cache_dir,
-        workers=o.workers,
-        nltk_data=o.nltk_data,
-    )
-
-
-def compare_to_baseline(settings: EvaluateSettings, baseline: EvalResult, result: EvalResult) -> Comparison:
-    """Paired t-test and randomisation test of +xQG against the baseline, per language and macro."""
-    o = options_from_settings(settings.metrics)
-    return compare(
-        baseline,
-        result,
-        tests=o.tests,
-        permutations=o.permutations,
-        seed=o.seed,
-        level=o.level,
-        name_a=BASELINE,
-        name_b=XQG,
-    )
-
-
 def write_runs(formats: list[str], run: Run, out_dir: Path) -> dict[str, str]:
+    """The run in each of ``formats`` (checked before anything ran) in the run folder."""
     written = {}
     for fmt in formats:
-        if fmt not in RUN_FILES:
-            raise XqgInputError(
-                f"unknown run format {fmt!r}; choose from {sorted(RUN_FILES)}", field="retrieval.run_formats"
-            )
         path = out_dir / RUN_FILES[fmt]
         write_run(path, run, fmt=fmt)
         written[fmt] = str(path)
@@ -218,14 +180,16 @@ def run(settings: EvaluateSettings) -> float | list[float] | None:
     if inputs is None:
         return None
     inputs = replace(inputs, questions=split_questions(inputs.questions, aug.tune_split, aug.split_salt))
+    # official R@kt; passage tokens are cached (metrics.token_cache_dir) across runs and sweep trials
+    scoring = options_from_settings(settings.metrics, settings.paths.cache_dir)
     baseline_run = search(settings, inputs)
-    baseline = score(settings, inputs, baseline_run)
+    baseline = score_ranked(inputs.questions, baseline_run, inputs.corpus, scoring)
     ranked, result, comparison, extra = baseline_run, baseline, None, {}
     if fusion is not None:
         xqg = xqg_search(settings, inputs, fusion)
         ranked = search(settings, inputs, xqg)
-        result = score(settings, inputs, ranked)
-        comparison = compare_to_baseline(settings, baseline, result)
+        result = score_ranked(inputs.questions, ranked, inputs.corpus, scoring)
+        comparison = compare_results(baseline, result, scoring, BASELINE, XQG)
         extra["artifacts_xqg"] = {"query_sums": xqg.query_sums}
     extra["run_files"] = write_runs(settings.retrieval.run_formats, ranked, out_dir)
     artifacts = {
