@@ -23,9 +23,9 @@ import torch
 from hydra import compose, initialize_config_dir
 
 from xqg.core.languages import XOR_LANGUAGES
-from xqg.data.bundle import load_data
 from xqg.data.corpus import open_corpus
 from xqg.generation.sampling import DecodingConfig, QueryGenerator
+from xqg.tasks.schema import register_configs, to_settings
 from xqg.tasks.train_generator import train_or_load
 
 REPO = Path(__file__).resolve().parents[1]
@@ -60,7 +60,8 @@ def batched(
 def trained_generator(cache: Path, max_source_length: int) -> tuple[Path, Path]:
     """The ``generator=tiny`` model fine-tuned on a small synthetic world (cached under ``cache``), so that
     samples stop at EOS with realistic, varying lengths; and the world's corpus file."""
-    with initialize_config_dir(config_dir=str(REPO / "conf"), version_base="1.3"):
+    register_configs()
+    with initialize_config_dir(config_dir=str(REPO / "conf")):
         cfg = compose(
             config_name="train",
             overrides=[
@@ -75,7 +76,8 @@ def trained_generator(cache: Path, max_source_length: int) -> tuple[Path, Path]:
                 f"generator.max_source_length={max_source_length}",
             ],
         )
-    return Path(train_or_load(cfg)), Path(load_data(cfg.data, cfg.paths).corpus_path)
+    settings = to_settings(cfg)
+    return Path(train_or_load(settings)), Path(settings.data.bundle(str(cache)).corpus_path)
 
 
 def main() -> None:
