@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import re
+import shutil
 from pathlib import Path
 
 import pytest
@@ -49,7 +51,10 @@ def test_synthetic_is_the_default(tmp_path: Path, shared_data: Path) -> None:
 
 def test_evaluate_config_has_data_too(tmp_path: Path, shared_data: Path) -> None:
     cfg = settings("evaluate", "data=xquad_r", f"paths.shared_data_dir={shared_data}")
-    assert cfg.data.kind == "xquad_r" and cfg.data.source == f"{shared_data}/xquad-r"
+    assert cfg.data.kind == "xquad_r" and cfg.data.source["path"] == f"{shared_data}/xquad-r"
+    assert cfg.data.source["url"].startswith(
+        "https://raw.githubusercontent.com/google-research-datasets/lareqa/"
+    )
 
 
 def test_xor_tydi_and_nq_offline_messages(
@@ -62,14 +67,23 @@ def test_xor_tydi_and_nq_offline_messages(
     with pytest.raises(
         MissingResourceError,
         match=r"train file is not available offline .*: download "
-        r"https://huggingface\.co/datasets/Tevatron/xor-tydi/resolve/main/\S+ and put it at ",
+        r"https://huggingface\.co/datasets/Tevatron/xor-tydi/resolve/92d883feda5ffff150d71ce3a94216a5afd8f179/"
+        r"train/xor-t2e-100w\.jsonl\.gz and put it at .*xor-t2e-100w\.jsonl\.gz \(or \S+/sources/hf/dataset/"
+        r"Tevatron/xor-tydi/92d883feda5ffff150d71ce3a94216a5afd8f179/train/xor-t2e-100w\.jsonl\.gz\)",
     ):
         _ = b.train_path
-    with pytest.raises(MissingResourceError, match=r"corpus file \(the XOR-Retrieve English Wikipedia"):
+    with pytest.raises(
+        MissingResourceError,
+        match=r"corpus file \(the XOR-Retrieve English Wikipedia.*: download https://nlp\.cs\.washington\.edu/"
+        r"xorqa/XORQA_site/data/models/enwiki_20190201_w100\.tsv and put it at ",
+    ):
         _ = b.corpus_path
     nq = _bundle(_cfg(tmp_path, shared_data, "data=nq"))
     assert nq.name == "nq" and nq.dev_questions_path == b.dev_questions_path
-    with pytest.raises(MissingResourceError, match=r"Tevatron/wikipedia-nq/resolve/main/nq-train\.jsonl\.gz"):
+    with pytest.raises(
+        MissingResourceError,
+        match=r"Tevatron/wikipedia-nq/resolve/a74adc28b51157e1db1a75aff1fb056651df69b8/nq-train\.jsonl\.gz",
+    ):
         _ = nq.english_train_path
     # a file placed at the local path is used without any download
     local = tmp_path / "nq-train.jsonl.gz"
@@ -109,3 +123,24 @@ def test_files_kind_derives_generator_pairs(tmp_path: Path) -> None:
         load_data({"kind": "files", "files": {"trian": "x"}}, tmp_path)
     with pytest.raises(XqgInputError, match=r"field 'data\.kind'"):
         load_data({"kind": "nope"}, tmp_path)
+
+
+def test_xquad_r_falls_back_to_the_lareqa_files(
+    tmp_path: Path, shared_data: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    cfg = _cfg(tmp_path, tmp_path / "no-shared", "data=xquad_r", "data.languages=[de]")
+    sha = "5405d2a77e83d5ccb47623a3f9e5604c3f103193"
+    url = f"https://raw.githubusercontent.com/google-research-datasets/lareqa/{sha}/xquad-r/"
+    folder = tmp_path / "cache" / "sources" / "url" / "raw.githubusercontent.com"
+    folder = folder / "google-research-datasets" / "lareqa" / sha / "xquad-r"
+    with pytest.raises(
+        MissingResourceError,
+        match=re.escape(f"download {url}en.json and put it at {folder / 'en.json'}"),
+    ):
+        _bundle(cfg)
+    folder.mkdir(parents=True)
+    for lang in ("en", "de"):  # as if downloaded (or copied there by hand)
+        shutil.copy(shared_data / "xquad-r" / f"{lang}.json", folder / f"{lang}.json")
+    b = _bundle(cfg)
+    assert b.corpus_path.is_file() and b.info["counts"]["paragraphs"] == 240

@@ -116,7 +116,11 @@ def test_jsonl_gz_corpus(tmp_path: Path) -> None:
 @pytest.mark.parametrize(
     ("content", "expected"),
     [
-        ("docid\tbody\n1\tx\n", r"psgs\.tsv:1 field 'id': expected a header row"),
+        (
+            "docid\ttext\ttitle\n1\tx\tt\n",
+            r"psgs\.tsv:1 field 'id': a header row must be id<TAB>text<TAB>title",
+        ),
+        ("docid\tbody\n1\tx\n", r"psgs\.tsv:1: expected 3 tab-separated columns, got 2"),
         ("id\ttext\ttitle\n1\tx\tt\n2\tonly two\n", r"psgs\.tsv:3: expected 3 tab-separated columns, got 2"),
         ("id\ttext\ttitle\n1\tx\tt\n\tx\tt\n", r"psgs\.tsv:3 field 'id': empty docid"),
         ("id\ttext\ttitle\n1\tx\tt\n1\ty\tu\n", r"psgs\.tsv: duplicate docid '1'"),
@@ -139,3 +143,23 @@ def test_bad_jsonl_corpus(tmp_path: Path) -> None:
     path.write_text('{"docid": "1", "title": "t", "text": "x"}\n{"docid": "2", "title": "t", "text": 3}\n')
     with pytest.raises(XqgInputError, match=r"c\.jsonl:2 field 'text': expected str, got int"):
         open_corpus(path, cache_dir=tmp_path / "cache")
+
+
+def test_count_present_matches_has(tmp_path: Path) -> None:
+    store = open_corpus(_dpr(tmp_path), cache_dir=tmp_path / "cache")
+    asked = ["1", "10", "3", "wiki:7", "nope", "5", ""]
+    assert store.count_present(asked) == sum(store.has(d) for d in asked) == 4
+    assert store.count_present([]) == 0
+
+
+def test_several_files_are_one_corpus(tmp_path: Path) -> None:
+    a, b = tmp_path / "a.tsv", tmp_path / "b.jsonl"
+    write_dpr_tsv(a, PASSAGES[:2])
+    b.write_text("".join(json.dumps(p.to_json(), ensure_ascii=False) + "\n" for p in PASSAGES[2:]))
+    store = open_corpus([a, b], cache_dir=tmp_path / "cache")
+    assert list(store) == PASSAGES and "(+1 more files)" in store.source
+    assert open_corpus((a, b), cache_dir=tmp_path / "cache").path == store.path
+    assert open_corpus([a], cache_dir=tmp_path / "cache").path == open_corpus(a, tmp_path / "cache").path
+    b.write_text('{"docid": "1", "title": "t", "text": "dup"}\n')
+    with pytest.raises(XqgInputError, match=r"duplicate docid '1'"):
+        open_corpus([a, b], cache_dir=tmp_path / "cache")

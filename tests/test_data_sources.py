@@ -1,9 +1,10 @@
-"""Sources (local, hub, URL) without any network, and the released generated-queries reader."""
+"""Sources (local, hub, URL; one file or several) without any network: revisions, confinement to the cache,\nglobs in natural order, offline messages; and the released generated-queries reader."""
 
 from __future__ import annotations
 
 import io
 import json
+import re
 from pathlib import Path
 from typing import Any
 
@@ -14,7 +15,7 @@ import pytest
 import xqg.data.sources as sources
 from xqg.core.errors import MissingResourceError, XqgInputError
 from xqg.data.formats.released import iter_released_generated, iter_released_records
-from xqg.data.sources import parse_hub, resolve_source
+from xqg.data.sources import natural_key, parse_hub, resolve_source, resolve_sources
 
 
 def test_local_and_missing(tmp_path: Path) -> None:
@@ -29,28 +30,212 @@ def test_local_and_missing(tmp_path: Path) -> None:
 def test_hub_offline_says_what_and_where(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("HF_HUB_OFFLINE", "1")
     hub = parse_hub("hf://datasets/Tevatron/wikipedia-nq/nq-train.jsonl.gz")
-    assert (hub.repo, hub.filename, hub.repo_type) == (
+    assert (hub.repo, hub.filename, hub.repo_type, hub.revision) == (
         "Tevatron/wikipedia-nq",
         "nq-train.jsonl.gz",
         "dataset",
+        None,
     )
-    assert parse_hub("hf://dataset/ielab/x@v1/sub/f.parquet").revision == "v1"
-    target = tmp_path / "sources" / "hf" / "dataset" / "Tevatron" / "wikipedia-nq" / "nq-train.jsonl.gz"
+    root = tmp_path / "sources" / "hf" / "dataset" / "Tevatron" / "wikipedia-nq"
+    target = root / "main" / "nq-train.jsonl.gz"
     msg = (
         r"not available offline \(HF_HUB_OFFLINE=1\): download "
         r"https://huggingface\.co/datasets/Tevatron/wikipedia-nq/resolve/main/nq-train\.jsonl\.gz and put it at "
     )
-    with pytest.raises(MissingResourceError, match=msg + str(target)):
+    with pytest.raises(MissingResourceError, match=msg + re.escape(str(target))):
         resolve_source("hf://datasets/Tevatron/wikipedia-nq/nq-train.jsonl.gz", tmp_path)
     spec = {"repo": "Tevatron/wikipedia-nq", "filename": "nq-train.jsonl.gz", "note": "NQ train"}
-    with pytest.raises(MissingResourceError, match=r"file \(NQ train\) is not available offline"):
+    # a file an older xqg cached without a revision folder is not used, but the error points at it
+    legacy = root / "nq-train.jsonl.gz"
+    legacy.parent.mkdir(parents=True)
+    legacy.write_bytes(b"old")
+    with pytest.raises(MissingResourceError, match=r"file \(NQ train\) \(an unpinned copy at .*nq-train"):
         resolve_source(spec, tmp_path)
     # a file copied by hand to the cache location is used offline
     target.parent.mkdir(parents=True)
     target.write_bytes(b"x")
     assert resolve_source(spec, tmp_path) == target
+    # a pinned revision is another folder: the main file is never reused for it
+    pinned = {**spec, "revision": "a74adc28b51157e1db1a75aff1fb056651df69b8"}
+    with pytest.raises(
+        MissingResourceError, match=r"resolve/a74adc28b51157e1db1a75aff1fb056651df69b8/nq-train"
+    ):
+        resolve_source(pinned, tmp_path)
     with pytest.raises(XqgInputError, match="must look like hf://datasets"):
         resolve_source("hf://datasets/only-owner", tmp_path)
+
+
+@pytest.mark.parametrize(
+    ("spec", "revision", "filename"),
+    [
+        ("hf://dataset/ielab/x@v1/sub/f.parquet", "v1", "sub/f.parquet"),
+        (
+            "hf://datasets/ielab/x@refs/convert/parquet/corpus/en/0000.parquet",
+            "refs/convert/parquet",
+            "corpus/en/0000.parquet",
+        ),
+        (
+            "hf://datasets/ielab/x@refs%2Fconvert%2Fparquet/corpus/en/0000.parquet",
+            "refs/convert/parquet",
+            "corpus/en/0000.parquet",
+        ),
+        ("hf://datasets/ielab/x@refs/pr/3/data/a.jsonl", "refs/pr/3", "data/a.jsonl"),
+        (
+            "hf://datasets/ielab/x@779a7c755c602c1fbc3fb66780330febb9fb0c10/data/shard_*.jsonl",
+            "779a7c755c602c1fbc3fb66780330febb9fb0c10",
+            "data/shard_*.jsonl",
+        ),
+    ],
+)
+def test_hub_revisions_parse_and_own_cache_folder(
+    tmp_path: Path, spec: str, revision: str, filename: str
+) -> None:
+    hub = parse_hub(spec)
+    assert (hub.repo, hub.revision, hub.filename) == ("ielab/x", revision, filename)
+    quoted = revision.replace("/", "%2F")
+    assert hub.local_dir(tmp_path) == tmp_path / "sources" / "hf" / "dataset" / "ielab" / "x" / quoted
+    assert f"/resolve/{quoted}/{filename}" in hub.url
+
+
+@pytest.mark.parametrize(
+    "spec",
+    [
+        "hf://datasets/a/b/../../../etc/passwd",
+        "hf://datasets/a/b/sub/../../x",
+        "hf://datasets/a/b//x",
+        "hf://datasets/a/b/./x",
+        "hf://datasets/a/b/sub\\..\\x",
+        "hf://datasets/../b/x",
+        "hf://datasets/a/..@v1/x",
+        "hf://datasets/a/b@../x",
+        "hf://datasets/a/b@./x",
+        "hf://notatype/a/b/x",
+        "https://example.org/a/../../../x",
+        "https://example.org/a/%2e%2e/%2e%2e/x",
+        "https://example.org/a/%2Fetc%2Fpasswd",
+        "https:///nohost/x",
+        "https://..//x",
+    ],
+)
+def test_remote_targets_stay_in_the_cache(tmp_path: Path, spec: str) -> None:
+    with pytest.raises(XqgInputError, match=r"field 'source'"):
+        resolve_source(spec, tmp_path / "cache", offline=True)
+    with pytest.raises(XqgInputError):
+        resolve_source({"repo": "a/b", "filename": "../x"}, tmp_path, offline=True)
+    with pytest.raises(XqgInputError):
+        resolve_source({"repo": "a/b", "filename": "/etc/passwd"}, tmp_path, offline=True)
+
+
+def test_symlinked_cache_folder_cannot_lead_out(tmp_path: Path) -> None:
+    outside = tmp_path / "outside"
+    outside.mkdir()
+    (outside / "f.txt").write_text("secret")
+    cache = tmp_path / "cache"
+    repo = cache / "sources" / "hf" / "dataset" / "a" / "b" / "main"
+    repo.mkdir(parents=True)
+    (repo / "link").symlink_to(outside, target_is_directory=True)
+    with pytest.raises(XqgInputError, match="outside the download cache"):
+        resolve_source("hf://datasets/a/b/link/f.txt", cache, offline=True)
+
+
+def _write(path: Path, text: str = "x") -> Path:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(text)
+    return path
+
+
+def test_local_glob_list_and_count(tmp_path: Path) -> None:
+    for i in (10, 2, 0, 1, 18, 9):  # written out of order
+        _write(tmp_path / "data" / f"shard_{i}.jsonl")
+    names = [p.name for p in resolve_sources(str(tmp_path / "data" / "shard_*.jsonl"), tmp_path)]
+    assert names == [
+        "shard_0.jsonl",
+        "shard_1.jsonl",
+        "shard_2.jsonl",
+        "shard_9.jsonl",
+        "shard_10.jsonl",
+        "shard_18.jsonl",
+    ]
+    # a list keeps its own order; each item may expand
+    listed = resolve_sources(
+        [str(tmp_path / "data" / "shard_9.jsonl"), str(tmp_path / "data" / "shard_1*.jsonl")], tmp_path
+    )
+    assert [p.name for p in listed] == ["shard_9.jsonl", "shard_1.jsonl", "shard_10.jsonl", "shard_18.jsonl"]
+    spec = {"path": str(tmp_path / "data" / "shard_*.jsonl"), "count": 19}
+    with pytest.raises(MissingResourceError, match=r"expected 19 files, found 6"):
+        resolve_sources(spec, tmp_path)
+    assert len(resolve_sources({**spec, "count": 6}, tmp_path)) == 6
+    with pytest.raises(MissingResourceError, match=r"no file matches: .*nope_\*"):
+        resolve_sources(str(tmp_path / "nope_*.jsonl"), tmp_path)
+    with pytest.raises(XqgInputError, match=r"must be one file, but its source names 6"):
+        resolve_source(str(tmp_path / "data" / "shard_*.jsonl"), tmp_path)
+    assert natural_key("shard_2.jsonl") < natural_key("shard_10.jsonl") < natural_key("shard_10a.jsonl")
+
+
+def test_hub_glob_offline_reads_the_cache_folder(tmp_path: Path) -> None:
+    spec = {
+        "path": str(tmp_path / "not-here" / "shard_*.jsonl"),
+        "repo": "ielab/xor-tydi-xqg-augmented",
+        "revision": "779a7c755c602c1fbc3fb66780330febb9fb0c10",
+        "filename": "data/shard_*.jsonl",
+        "count": 3,
+    }
+    folder = tmp_path / "sources" / "hf" / "dataset" / "ielab" / "xor-tydi-xqg-augmented" / spec["revision"]
+    with pytest.raises(
+        MissingResourceError,
+        match=r"no file matches 'data/shard_\*\.jsonl' offline .*; download them with `huggingface-cli download "
+        r"ielab/xor-tydi-xqg-augmented --repo-type dataset --revision 779a7c755c602c1fbc3fb66780330febb9fb0c10 "
+        r"--include 'data/shard_\*\.jsonl' --local-dir " + re.escape(str(folder)) + r"` \(from "
+        r"https://huggingface\.co/datasets/ielab/xor-tydi-xqg-augmented/tree/779a7c755c602c1fbc3fb66780330febb9fb0c10"
+        r"/data\) or put them at .*not-here",
+    ):
+        resolve_sources(spec, tmp_path, offline=True)
+    for i in (2, 10, 1):
+        _write(folder / "data" / f"shard_{i}.jsonl")
+    _write(folder / ".cache" / "huggingface" / "download" / "data" / "shard_5.jsonl")  # hub metadata: ignored
+    got = resolve_sources(spec, tmp_path, offline=True)
+    assert [p.name for p in got] == ["shard_1.jsonl", "shard_2.jsonl", "shard_10.jsonl"]
+    # a hub folder (trailing slash) is every file under it
+    folder_spec = f"hf://datasets/ielab/xor-tydi-xqg-augmented@{spec['revision']}/data/"
+    assert resolve_sources(folder_spec, tmp_path, offline=True) == got
+
+
+def test_hub_glob_online_lists_the_repo(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    calls: list[tuple[Any, ...]] = []
+
+    class Api:
+        def list_repo_files(
+            self, repo: str, revision: str | None = None, repo_type: str | None = None
+        ) -> list[str]:
+            calls.append(("list", repo, revision, repo_type))
+            return [
+                "README.md",
+                "data/shard_10.jsonl",
+                "data/shard_2.jsonl",
+                "data/other.txt",
+                "data/shard_0.jsonl",
+            ]
+
+    def download(repo_id: str, filename: str, repo_type: str, revision: str | None, local_dir: Path) -> str:
+        calls.append(("get", repo_id, filename, revision, repo_type))
+        return str(_write(Path(local_dir) / filename, filename))
+
+    monkeypatch.setattr(sources, "HfApi", Api)
+    monkeypatch.setattr(sources, "hf_hub_download", download)
+    got = resolve_sources("hf://datasets/ielab/x@abc123/data/shard_*.jsonl", tmp_path, offline=False)
+    assert [p.name for p in got] == ["shard_0.jsonl", "shard_2.jsonl", "shard_10.jsonl"]
+    assert all(
+        p.is_relative_to(tmp_path / "sources" / "hf" / "dataset" / "ielab" / "x" / "abc123") for p in got
+    )
+    assert calls[0] == ("list", "ielab/x", "abc123", "dataset")
+    assert [c[2] for c in calls[1:]] == ["data/shard_0.jsonl", "data/shard_2.jsonl", "data/shard_10.jsonl"]
+    assert {c[3] for c in calls[1:]} == {"abc123"}
+    # downloaded files are used from the cache next time, without listing or downloading
+    calls.clear()
+    monkeypatch.setattr(sources, "hf_hub_download", lambda **k: pytest.fail("downloaded again"))
+    assert (
+        resolve_source("hf://datasets/ielab/x@abc123/data/shard_2.jsonl", tmp_path, offline=False) == got[1]
+    )
 
 
 def test_url_offline_and_resume(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:

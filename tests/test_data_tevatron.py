@@ -11,6 +11,7 @@ import pytest
 from helpers.data import read_tevatron
 from xqg.core.errors import XqgInputError
 from xqg.data.datamodules import _load_examples
+from xqg.data.formats.jsonl import write_jsonl
 from xqg.data.formats.pairs import read_generator_pairs, write_generator_pairs
 from xqg.data.formats.tevatron import TevatronFile, iter_tevatron, write_tevatron
 from xqg.data.records import GeneratorPair, Passage, TrainExample
@@ -121,3 +122,33 @@ def test_tevatron_file_random_access(tmp_path: Path) -> None:
     bad.write_text(json.dumps(GOOD) + "\n\n" + json.dumps({**GOOD, "query": 5}) + "\n")
     with pytest.raises(XqgInputError, match=r"bad\.jsonl:3 field 'query': expected str"):
         TevatronFile(bad)
+
+
+def test_dpr_layout_reads_as_tevatron(tmp_path):
+    """DPR's training layout (question, positive_ctxs with passage_id, hard negatives first) gives the same
+    examples as the Tevatron layout; a DPR row without a usable positive is a file:line:field error."""
+    dpr = [
+        {
+            "question": "who wrote it?",
+            "answers": ["Ann"],
+            "lang": "ja",
+            "positive_ctxs": [{"passage_id": "7", "title": "T", "text": "Ann wrote it."}],
+            "negative_ctxs": [{"passage_id": "9", "title": "N", "text": "other"}],
+            "hard_negative_ctxs": [{"passage_id": "8", "title": "H", "text": "hard"}],
+        },
+        {
+            "id": "q2",
+            "question": "and then?",
+            "answers": [],
+            "positive_ctxs": [{"psg_id": 3, "title": "", "text": "x"}],
+        },
+    ]
+    write_jsonl(tmp_path / "dpr.jsonl", dpr)
+    first, second = list(iter_tevatron(tmp_path / "dpr.jsonl"))
+    assert (first.qid, first.query, first.answers, first.lang) == ("line1", "who wrote it?", ("Ann",), "ja")
+    assert [p.docid for p in first.positives] == ["7"]
+    assert [p.docid for p in first.negatives] == ["8", "9"]
+    assert (second.qid, [p.docid for p in second.positives]) == ("q2", ["3"])
+    write_jsonl(tmp_path / "bad.jsonl", [{"question": "q", "positive_ctxs": [{"title": "t", "text": "x"}]}])
+    with pytest.raises(XqgInputError, match=r"bad.jsonl:1.*positive_passages\[0\]\.docid"):
+        list(iter_tevatron(tmp_path / "bad.jsonl"))

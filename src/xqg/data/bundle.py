@@ -3,11 +3,16 @@
 Kinds (``data.kind``):
 - ``synthetic``: builds (once, cached) the synthetic world of ``data.world`` (see :mod:`xqg.data.synthetic`);
 - ``files``: real data (XOR-TyDi, NQ): every file is a source (local path, ``hf://datasets/...``, URL, or a
-  mapping ``{path, url | repo + filename}``) resolved on first use, so evaluating never downloads training data;
-- ``xquad_r``: the XQuAD-R benchmark built from ``data.source`` (see :mod:`xqg.data.xquad_r`).
+  mapping ``{path, url | repo + filename + revision}``, see :mod:`xqg.data.sources`) resolved on first use, so
+  evaluating never downloads training data; the corpus may be several files (the 19 released shards), read in
+  natural order as one corpus;
+- ``xquad_r``: the XQuAD-R benchmark built from ``data.source`` (a folder, or ``{path, url}``: the LAReQA files
+  fetched when the folder lacks them; see :mod:`xqg.data.xquad_r`).
 
-Generator pairs for real XOR-TyDi are derived from the Tevatron training file (query -> its first positive),
-with each query's language taken from the file, from the raw XOR-TyDi train questions, or from its script.
+Generator pairs for real XOR-TyDi come from the XOR-TyDi Gold Paragraph data (the reference generator's training
+data, ``generator_pairs.from: gold_paragraph``, see :mod:`xqg.data.formats.gold_paragraph`), or are derived from a
+Tevatron training file (``from: <files key>``: query -> its first positive), with each query's language taken from
+the file, from the raw XOR-TyDi train questions, or from its script.
 """
 
 from __future__ import annotations
@@ -19,16 +24,20 @@ from typing import Any
 from xqg.core.artifacts import ArtifactDir, file_fingerprint
 from xqg.core.errors import XqgInputError
 from xqg.core.languages import XOR_LANGUAGES, normalize_lang, script_share
+from xqg.core.locking import complete_or_claim
 from xqg.core.staging import staged_artifact
+from xqg.data.formats.gold_paragraph import DEV_MEMBER, TRAIN_MEMBER, iter_gold_paragraph_pairs
 from xqg.data.formats.pairs import write_generator_pairs
 from xqg.data.formats.tevatron import iter_tevatron
 from xqg.data.formats.xor import iter_xor_questions
 from xqg.data.records import GeneratorPair
-from xqg.data.sources import resolve_source
+from xqg.data.sources import resolve_source, resolve_sources
 from xqg.data.synthetic import build_world
 from xqg.data.xquad_r import build_xquad_r
 
 PAIRS_CODE_VERSION = "1"
+MULTI_FILE_KEYS = frozenset({"corpus"})  # sources that may name several files (read in order as one)
+GOLD_PARAGRAPH = "gold_paragraph"  # generator_pairs.from: the XOR-TyDi Gold Paragraph data
 _FILE_KEYS = {
     "corpus": "corpus_path",
     "train": "train_path",
@@ -71,13 +80,21 @@ class DataBundle:
         self.qrels = dict(qrels or {})
         self.info = dict(info or {})
 
-    def path(self, key: str) -> Path | None:
-        """The local path of source ``key`` (see ``_FILE_KEYS``), fetched on first use; None when not set."""
+    def path(self, key: str) -> Any:
+        """The local path of source ``key`` (see ``_FILE_KEYS``), fetched on first use; None when not set. The
+        corpus may be several files (a list, a glob, a hub folder): then a tuple of paths in reading order, which
+        :func:`xqg.data.corpus.open_corpus` reads as one corpus."""
         if key not in self._sources:
             return None
         if key not in self._resolved:
             what = f"data '{self.name}' {key.replace('_', ' ')} file"
-            self._resolved[key] = resolve_source(self._sources[key], self.cache_dir, what=what)
+            files = resolve_sources(self._sources[key], self.cache_dir, what=what)
+            if len(files) > 1 and key not in MULTI_FILE_KEYS:
+                raise XqgInputError(
+                    f"names {len(files)} files; only {sorted(MULTI_FILE_KEYS)} may be several files",
+                    field=f"data.files.{key}",
+                )
+            self._resolved[key] = files[0] if len(files) == 1 else tuple(files)
         return self._resolved[key]
 
     def same_source(self, a: str, b: str) -> bool:
@@ -144,11 +161,8 @@ def _synthetic(name: str, languages: list[str], data: Mapping[str, Any], cache_d
 
 
 def _xquad_r(name: str, languages: list[str], data: Mapping[str, Any], cache_dir: Path) -> DataBundle:
-    source = data.get("source")
-    if not source:
-        raise XqgInputError("set data.source to the xquad-r folder", field="data.source")
     split = tuple(data.get("split") or (0.5, 0.25, 0.25))
-    b = build_xquad_r(Path(str(source)), cache_dir, languages, split)
+    b = build_xquad_r(xquad_r_folder(data.get("source"), languages, cache_dir), cache_dir, languages, split)
     unit = str(data.get("unit", "paragraph"))
     if unit not in ("paragraph", "sentence"):
         raise XqgInputError(f"must be paragraph or sentence, got {unit!r}", field="data.unit")
@@ -165,6 +179,33 @@ def _xquad_r(name: str, languages: list[str], data: Mapping[str, Any], cache_dir
     return DataBundle(name, languages, sources, cache_dir, pairs, qrels, {"counts": b.counts, "unit": unit})
 
 
+def xquad_r_folder(source: Any, languages: Iterable[str], cache_dir: Path) -> Path:
+    """The folder holding XQuAD-R's ``{lang}.json`` files: ``source`` itself (a folder), or for a mapping
+    ``{path: folder, url: base URL}`` the local folder when it has every file needed (English + ``languages``),
+    else the download cache folder the files are fetched into from ``<url><lang>.json``."""
+    if not source:
+        raise XqgInputError("set data.source to the xquad-r folder", field="data.source")
+    if not isinstance(source, Mapping):
+        return Path(str(source)).expanduser()
+    local = Path(str(source.get("path") or "")).expanduser() if source.get("path") else None
+    names = [f"{x}.json" for x in ["en", *languages]]
+    if local is not None and all((local / n).is_file() for n in names):
+        return local
+    base = str(source.get("url") or "")
+    if not base:
+        if local is None:
+            raise XqgInputError("data.source needs 'path' or 'url'", field="data.source")
+        return local
+    base = base if base.endswith("/") else base + "/"
+    paths = [
+        resolve_source(
+            {"url": base + n, "note": source.get("note") or "XQuAD-R"}, cache_dir, what=f"XQuAD-R {n}"
+        )
+        for n in names
+    ]
+    return paths[0].parent
+
+
 def _files(name: str, languages: list[str], data: Mapping[str, Any], cache_dir: Path) -> DataBundle:
     files = dict(data.get("files") or {})
     unknown = sorted(set(files) - set(_FILE_KEYS))
@@ -175,7 +216,29 @@ def _files(name: str, languages: list[str], data: Mapping[str, Any], cache_dir: 
     qrels = {k: Path(str(v)) for k, v in (data.get("qrels") or {}).items() if v}
     bundle = DataBundle(name, languages, files, cache_dir, None, qrels)
     spec = data.get("generator_pairs")
-    if isinstance(spec, Mapping) and spec.get("derive"):
+    if isinstance(spec, Mapping) and spec.get("derive") and spec.get("from") == GOLD_PARAGRAPH:
+        gp = dict(spec.get(GOLD_PARAGRAPH) or {})
+        if not gp.get("source"):
+            raise XqgInputError(
+                "generator pairs from the gold paragraph data need its source",
+                field=f"data.generator_pairs.{GOLD_PARAGRAPH}.source",
+            )
+
+        def gold() -> dict[str, Path]:
+            src = resolve_source(
+                gp["source"], cache_dir, what="XOR-TyDi gold paragraph data (tydi_xor_gp.zip)"
+            )
+            return gold_paragraph_pairs(
+                src,
+                cache_dir,
+                languages,
+                train_member=str(gp.get("train_member") or TRAIN_MEMBER),
+                dev_member=str(gp["dev_member"]) if gp.get("dev_member") else None,
+                title_skip=int(gp.get("title_skip") or 0),
+            )
+
+        bundle._generator_pairs = gold
+    elif isinstance(spec, Mapping) and spec.get("derive"):
         from_key = str(spec.get("from", "train"))
         langs_key = spec.get("languages_from", "train_questions")
 
@@ -222,7 +285,7 @@ def derive_generator_pairs(
         inputs=inputs,
         code_version=PAIRS_CODE_VERSION,
     )
-    if not art.complete:
+    if not complete_or_claim(art):
         lang_of = {q.qid: q.lang for q in iter_xor_questions(questions_path)} if questions_path else {}
 
         def pairs() -> Iterator[GeneratorPair]:
@@ -237,3 +300,44 @@ def derive_generator_pairs(
             n = write_generator_pairs(staging.path / "pairs.jsonl", pairs())
             staging.finalize(counts={"pairs": n}, extra={"source": str(tevatron_path)})
     return art.path / "pairs.jsonl"
+
+
+def gold_paragraph_pairs(
+    source: Path,
+    cache_dir: Path,
+    languages: Iterable[str],
+    *,
+    train_member: str = TRAIN_MEMBER,
+    dev_member: str | None = DEV_MEMBER,
+    title_skip: int = 0,
+) -> dict[str, Path]:
+    """Generator pairs from the XOR-TyDi Gold Paragraph data (a zip or an extracted JSON file), cached in
+    ``<cache>/generator_pairs/<fingerprint>/``: ``{"train": pairs}``, plus ``"dev"`` (its dev file's pairs, the
+    reference's validation data, with questions already in train skipped) when ``dev_member`` is set."""
+    langs = [normalize_lang(x) for x in languages]
+    config = {
+        "source": GOLD_PARAGRAPH,
+        "languages": langs,
+        "train_member": train_member,
+        "dev_member": dev_member,
+        "title_skip": title_skip,
+    }
+    art = ArtifactDir.for_spec(
+        cache_dir,
+        "generator_pairs",
+        config=config,
+        inputs={"gold_paragraph": file_fingerprint(source)},
+        code_version=PAIRS_CODE_VERSION,
+    )
+    splits = {"train": train_member, **({"dev": dev_member} if dev_member else {})}
+    if not complete_or_claim(art):
+        with staged_artifact(art) as staging:
+            seen: set[str] = set()  # question ids: the reference skips dev questions already in train
+            counts = {}
+            for split, member in splits.items():
+                pairs = iter_gold_paragraph_pairs(
+                    source, member, languages=langs, title_skip=title_skip, seen=seen
+                )
+                counts[f"{split}_pairs"] = write_generator_pairs(staging.path / f"{split}.jsonl", pairs)
+            staging.finalize(counts=counts, extra={"source": str(source)})
+    return {split: art.path / f"{split}.jsonl" for split in splits}

@@ -16,21 +16,23 @@ import json
 import mmap
 import os
 from array import array
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 from tqdm.auto import tqdm
 
-from xqg.core.artifacts import ArtifactDir, file_fingerprint
+from xqg.core.artifacts import ArtifactDir, file_fingerprint, fingerprint
 from xqg.core.errors import XqgInputError
+from xqg.core.locking import complete_or_claim
 from xqg.core.staging import staged_artifact
 from xqg.data.corpus_rows import CorpusRows, detect_format
 from xqg.data.records import Passage
 
 #: Bump when the store layout or the parsing changes: old stores are then rebuilt, never reused.
-CODE_VERSION = "1"
+#: 2: the DPR TSV reader refuses rows it could misread; stores built from such files by version 1 are rebuilt.
+CODE_VERSION = "2"
 _FIELDS = ("docids", "titles", "texts")
 _FLUSH = 1 << 16  # offsets buffered per flush
 
@@ -94,38 +96,46 @@ class _BlobWriter:
         return self.pos
 
 
-def _build(path: Path, fmt: str, art: ArtifactDir, source_fp: str) -> None:
-    """Stream the corpus into a staging folder, then move it into place (see :mod:`xqg.core.staging`)."""
+def _build(path: Path | list[Path], fmt: str | list[str], art: ArtifactDir, source_fp: str) -> None:
+    """Stream the corpus (one file, or several in order) into a staging folder, then move it into place (see
+    :mod:`xqg.core.staging`)."""
+    files = path if isinstance(path, list) else [path]
     with staged_artifact(art) as staging:
         folder = staging.path
         writers = [_BlobWriter(folder, name) for name in _FIELDS]
         hashes = array("Q")
-        total = path.stat().st_size
+        total = sum(p.stat().st_size for p in files)
         n = 0
         with tqdm(
-            disable=None, total=total, unit="B", unit_scale=True, desc=f"corpus store {path.name}"
+            disable=None, total=total, unit="B", unit_scale=True, desc=f"corpus store {files[0].name}"
         ) as bar:
-            for docid, title, text in CorpusRows(path, fmt, bar):
+            for docid, title, text in CorpusRows(files, fmt, bar):
                 writers[0].add(docid)
                 writers[1].add(title)
                 writers[2].add(text)
                 hashes.append(docid_hash(docid))
                 n += 1
         if n == 0:
-            raise XqgInputError("corpus has no passages", path=path)
+            raise XqgInputError(
+                "corpus has no passages", path=files[0] if len(files) == 1 else files[0].parent
+            )
         sizes = {name: w.close(n) for name, w in zip(_FIELDS, writers, strict=True)}
         h = np.frombuffer(hashes, dtype=np.uint64)
         order = np.argsort(h, kind="stable")
         sorted_h = h[order]
         del h, hashes
-        _check_duplicates(folder, sorted_h, order, path)
+        _check_duplicates(folder, sorted_h, order, files[0] if len(files) == 1 else files[0].parent)
         np.save(folder / "docid_hash.sorted.npy", sorted_h)
         np.save(folder / "docid_hash.order.npy", order.astype(np.int64, copy=False))
         del sorted_h, order
         disk = sum(p.stat().st_size for p in folder.iterdir())
         staging.finalize(
             counts={"passages": n, "bytes_on_disk": disk, **{f"{k}_bytes": v for k, v in sizes.items()}},
-            extra={"source": str(path), "format": fmt, "source_fingerprint": source_fp},
+            extra={
+                "source": str(path) if len(files) == 1 else [str(p) for p in files],
+                "format": fmt,
+                "source_fingerprint": source_fp,
+            },
         )
 
 
@@ -188,7 +198,10 @@ class CorpusStore:
             raise XqgInputError("not a complete corpus store (no manifest.json)", path=self.path)
         self.manifest: dict[str, Any] = json.loads(manifest_path.read_text())
         self.fingerprint: str = self.manifest["fingerprint"]
-        self.source: str = self.manifest.get("extra", {}).get("source", str(self.path))
+        source = self.manifest.get("extra", {}).get("source", str(self.path))
+        if isinstance(source, list):  # several files
+            source = f"{source[0]} (+{len(source) - 1} more files)"
+        self.source: str = source
         self._n = int(self.manifest["counts"]["passages"])
         self._open()
 
@@ -247,6 +260,24 @@ class CorpusStore:
             j += 1
         return None
 
+    def count_present(self, docids: Sequence[str]) -> int:
+        """How many of ``docids`` (distinct) are in the corpus: vectorised over the hash index, each hit confirmed
+        by an exact comparison (millions per second, for coverage checks)."""
+        keys = [str(d).encode("utf-8") for d in docids]
+        if not keys or not self._n:
+            return 0
+        h = np.fromiter((docid_hash(k) for k in keys), dtype=np.uint64, count=len(keys))
+        j = np.searchsorted(self._hash_sorted, h, side="left")
+        hit = np.zeros(len(keys), dtype=bool)
+        inside = j < self._n
+        hit[inside] = np.asarray(self._hash_sorted)[j[inside]] == h[inside]
+        idx = np.flatnonzero(hit)
+        rows = np.asarray(self._hash_order)[j[idx]].tolist()
+        found = 0
+        for i, r in zip(idx.tolist(), rows, strict=True):
+            found += self._docids.get(r) == keys[i] or self.find(docids[i]) is not None
+        return found
+
     def index(self, docid: str | int) -> int:
         """Row of ``docid``; KeyError naming the corpus when absent."""
         r = self.find(docid)
@@ -287,18 +318,27 @@ class CorpusStore:
             yield from batch
 
 
-def open_corpus(path: str | Path, cache_dir: str | Path | None = None) -> CorpusStore:
-    """Open a corpus (DPR TSV or JSONL, maybe gzip), building its store on first use.
+def open_corpus(path: str | Path | Sequence[str | Path], cache_dir: str | Path | None = None) -> CorpusStore:
+    """Open a corpus (DPR TSV, JSONL or parquet, maybe gzip; or several such files read in the given order, e.g.
+    the released shards), building its store on first use.
 
     The store lives in ``<cache_dir>/corpus/<fingerprint>/`` (default: ``$XQG_CACHE`` or a sibling
-    ``.<name>.xqg-store/``); the fingerprint covers the file content and the store code version, so an edited
-    corpus is never served from a stale store. A directory that is already a store is opened directly.
+    ``.<name>.xqg-store/``); the fingerprint covers the file content (every file, in order) and the store code
+    version, so an edited corpus is never served from a stale store. A directory that is already a store is
+    opened directly.
     """
+    if not isinstance(path, str | Path):
+        return _open_files([Path(p).expanduser() for p in path], cache_dir)
     p = Path(path).expanduser()
     if p.is_dir() and (p / "manifest.json").exists():
         return CorpusStore(p)
     if not p.is_file():
-        raise XqgInputError("corpus file not found", path=p)
+        found = (
+            "is a directory (and not a corpus store): give the corpus file"
+            if p.is_dir()
+            else "file not found"
+        )
+        raise XqgInputError(f"corpus {found}", path=p)
     p = p.resolve()
     fmt = detect_format(p)
     source_fp = file_fingerprint(p)
@@ -306,6 +346,27 @@ def open_corpus(path: str | Path, cache_dir: str | Path | None = None) -> Corpus
     art = ArtifactDir.for_spec(
         root, "corpus", config={"format": fmt}, inputs={"corpus": source_fp}, code_version=CODE_VERSION
     )
-    if not art.complete:
+    if not complete_or_claim(art):
         _build(p, fmt, art, source_fp)
+    return CorpusStore(art.path)
+
+
+def _open_files(paths: list[Path], cache_dir: str | Path | None) -> CorpusStore:
+    """A corpus of several files: one store, fingerprinted over every file's content in order."""
+    if len(paths) == 1:
+        return open_corpus(paths[0], cache_dir)
+    if not paths:
+        raise XqgInputError("empty list of corpus files", field="data.files.corpus")
+    for p in paths:
+        if not p.is_file():
+            raise XqgInputError("corpus file not found", path=p)
+    files = [p.resolve() for p in paths]
+    fmts = [detect_format(p) for p in files]
+    source_fp = fingerprint({"files": [file_fingerprint(p) for p in files]})
+    root = Path(cache_dir) if cache_dir is not None else default_cache_root(files[0])
+    art = ArtifactDir.for_spec(
+        root, "corpus", config={"format": fmts}, inputs={"corpus": source_fp}, code_version=CODE_VERSION
+    )
+    if not complete_or_claim(art):
+        _build(files, fmts, art, source_fp)
     return CorpusStore(art.path)

@@ -3,10 +3,9 @@
 
 from __future__ import annotations
 
-import csv
 import gzip
 import json
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import IO, Any
 
@@ -14,10 +13,8 @@ import pyarrow.parquet as pq
 
 from xqg.core.errors import XqgInputError
 from xqg.core.io import open_binary
+from xqg.data.formats.dpr import DprTsvParser
 from xqg.data.formats.jsonl import Fields
-
-# DPR passages are ~600 bytes; a broken quote would otherwise swallow the rest of the file into one field.
-_MAX_FIELD = 1 << 24
 
 
 def detect_format(path: Path) -> str:
@@ -41,12 +38,18 @@ def _raw(stream: IO[bytes]) -> IO[bytes]:
 
 
 class CorpusRows:
-    """Streams (docid, title, text) as UTF-8 bytes from a DPR TSV, JSONL or parquet corpus; ``line`` is where it
-    is (for errors), ``bar`` a progress bar advanced by the bytes read from disk."""
+    """Streams (docid, title, text) as UTF-8 bytes from one or several corpus files (DPR TSV, JSONL or parquet;
+    several are read one after the other, in the given order); ``path`` and ``line`` say where it is (for
+    errors), ``bar`` is a progress bar advanced by the bytes read from disk."""
 
-    def __init__(self, path: Path, fmt: str, bar: Any) -> None:
-        self.path = path
-        self.fmt = fmt
+    def __init__(self, path: Path | Sequence[Path], fmt: str | Sequence[str], bar: Any) -> None:
+        self.files = [Path(path)] if isinstance(path, str | Path) else [Path(p) for p in path]
+        fmts = [fmt] * len(self.files) if isinstance(fmt, str) else list(fmt)
+        if len(fmts) != len(self.files) or not self.files:
+            raise ValueError("one format per corpus file")
+        self.formats = fmts
+        self.path = self.files[0]
+        self.fmt = fmts[0]
         self.bar = bar
         self.line = 0
 
@@ -65,6 +68,11 @@ class CorpusRows:
         self.bar.update(max(0, raw.tell() - last))
 
     def __iter__(self) -> Iterator[tuple[bytes, bytes, bytes]]:
+        for path, fmt in zip(self.files, self.formats, strict=True):
+            self.path, self.fmt, self.line = path, fmt, 0
+            yield from self._one()
+
+    def _one(self) -> Iterator[tuple[bytes, bytes, bytes]]:
         if self.fmt == "parquet":
             yield from self._parquet()
             return
@@ -72,7 +80,7 @@ class CorpusRows:
             raw = _raw(stream)
             try:
                 if self.fmt == "tsv":
-                    yield from self._tsv(self._lines(stream, raw))
+                    yield from self._tsv(stream, raw)
                 else:
                     yield from self._jsonl(self._lines(stream, raw))
             except (EOFError, gzip.BadGzipFile) as e:
@@ -80,47 +88,25 @@ class CorpusRows:
                     f"truncated or corrupt gzip ({e})", path=self.path, line=self.line
                 ) from None
 
-    def _tsv(self, lines: Iterator[str]) -> Iterator[tuple[bytes, bytes, bytes]]:
-        old_limit = csv.field_size_limit()
-        csv.field_size_limit(_MAX_FIELD)
+    def _tsv(self, stream: IO[bytes], raw: IO[bytes]) -> Iterator[tuple[bytes, bytes, bytes]]:
+        """DPR TSV rows (header optional, csv quoting, strict column count: :mod:`xqg.data.formats.dpr`)."""
+        parser = DprTsvParser(self.path)
+        row = parser.row
+        bar = self.bar
+        last = 0
+        line = self.line
         try:
-            reader = csv.reader(lines, delimiter="\t", quotechar='"', strict=True)
-            try:
-                header = next(reader)
-            except StopIteration:
-                raise XqgInputError("empty corpus file", path=self.path) from None
-            cols = [h.strip().lower() for h in header]
-            missing = [c for c in ("id", "text", "title") if c not in cols]
-            if missing:
-                raise XqgInputError(
-                    f"expected a header row 'id<TAB>text<TAB>title' (DPR format), got {header[:3]!r}",
-                    path=self.path,
-                    line=1,
-                    field=missing[0],
-                )
-            i_id, i_text, i_title = cols.index("id"), cols.index("text"), cols.index("title")
-            need = max(i_id, i_text, i_title) + 1
-            while True:
-                try:
-                    row = next(reader)
-                except StopIteration:
-                    break
-                except csv.Error as e:
-                    raise XqgInputError(f"bad TSV row ({e})", path=self.path, line=self.line) from None
-                if not row:
-                    continue
-                if len(row) < need:
-                    raise XqgInputError(
-                        f"expected {need} tab-separated columns, got {len(row)}",
-                        path=self.path,
-                        line=self.line,
-                    )
-                docid = row[i_id].strip()
-                if not docid:
-                    raise XqgInputError("empty docid", path=self.path, line=self.line, field="id")
-                yield docid.encode("utf-8"), row[i_title].encode("utf-8"), row[i_text].encode("utf-8")
+            for line, data in enumerate(stream, start=self.line + 1):
+                if (line & 0x3FFF) == 0:
+                    pos = raw.tell()
+                    bar.update(pos - last)
+                    last = pos
+                got = row(data, line)
+                if got is not None:
+                    yield got
         finally:
-            csv.field_size_limit(old_limit)
+            self.line = line
+        bar.update(max(0, raw.tell() - last))
 
     def _parquet(self) -> Iterator[tuple[bytes, bytes, bytes]]:
         """Parquet rows with ``docid`` (or ``id``), ``title``, ``text`` columns (e.g. the released xQG corpus)."""

@@ -24,6 +24,7 @@ from transformers.utils import logging as hf_logging
 from xqg.core.artifacts import atomic_write_json
 from xqg.core.errors import XqgInputError
 from xqg.core.progress import bars_enabled
+from xqg.models.hub import split_revision
 
 SPEC_FILE = "xqg_retriever.json"
 # Tevatron's layout for untied encoders, so its checkpoints load too.
@@ -91,14 +92,17 @@ def quiet_hf_progress() -> None:
 
 
 def load_backbone(name_or_path: str | Path, dtype: torch.dtype = torch.float32) -> nn.Module:
-    """``AutoModel`` without its pooler (never with remote code), in ``dtype`` (fp32 master weights to train)."""
+    """``AutoModel`` without its pooler (never with remote code), in ``dtype`` (fp32 master weights to train);
+    ``owner/name@revision`` loads that hub revision (:mod:`xqg.models.hub`)."""
     quiet_hf_progress()
-    name = str(name_or_path)
-    config = AutoConfig.from_pretrained(name, trust_remote_code=False)
+    name, revision = split_revision(name_or_path)
+    config = AutoConfig.from_pretrained(name, revision=revision, trust_remote_code=False)
     kwargs: dict[str, Any] = {}
     if getattr(config, "model_type", None) in _POOLER_MODEL_TYPES:
         kwargs["add_pooling_layer"] = False
-    model = AutoModel.from_pretrained(name, config=config, trust_remote_code=False, dtype=dtype, **kwargs)
+    model = AutoModel.from_pretrained(
+        name, config=config, revision=revision, trust_remote_code=False, dtype=dtype, **kwargs
+    )
     if getattr(model, "pooler", None) is not None:
         model.pooler = None
     return model
@@ -217,7 +221,8 @@ def read_spec(path: str | Path) -> RetrieverSpec:
 
 
 def load_tokenizer(path: str | Path) -> Any:
-    return AutoTokenizer.from_pretrained(str(path), trust_remote_code=False)
+    name, revision = split_revision(path)
+    return AutoTokenizer.from_pretrained(name, revision=revision, trust_remote_code=False)
 
 
 def load_retriever(

@@ -24,6 +24,7 @@ from transformers import AutoModelForSeq2SeqLM, get_linear_schedule_with_warmup
 from xqg.core.artifacts import atomic_write_json
 from xqg.core.errors import MissingResourceError
 from xqg.data.datamodules import DEFAULT_PROMPT
+from xqg.models.hub import split_revision
 
 SPEC_FILE = "xqg_generator.json"
 
@@ -78,7 +79,8 @@ class GeneratorModule(pl.LightningModule):
         self.save_hyperparameters(ignore=["model"])
         if model is None:
             try:
-                model = AutoModelForSeq2SeqLM.from_pretrained(model_name_or_path)
+                name, revision = split_revision(model_name_or_path)  # owner/name@revision pins a revision
+                model = AutoModelForSeq2SeqLM.from_pretrained(name, revision=revision)
             except OSError as e:
                 raise MissingResourceError(missing_model_message(model_name_or_path, e)) from None
         # from_pretrained returns eval mode; Lightning keeps submodules' modes, so turn dropout back on.

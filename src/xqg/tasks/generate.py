@@ -8,9 +8,9 @@ from pathlib import Path
 
 from xqg.core.errors import XqgInputError
 from xqg.data.corpus import CorpusStore
-from xqg.data.sources import resolve_source
+from xqg.data.sources import resolve_sources
 from xqg.generation.generate import generate_queries
-from xqg.generation.released import import_released
+from xqg.generation.released import check_coverage, import_released
 from xqg.generation.sampling import DecodingConfig
 from xqg.generation.store import GeneratedStore
 from xqg.tasks.schema import EvaluateSettings, frozen
@@ -21,13 +21,16 @@ def ensure_generated(settings: EvaluateSettings, corpus: CorpusStore) -> Generat
     """The store for the ``generator`` settings and this corpus, made if missing."""
     g, cache = settings.generator, Path(settings.paths.cache_dir)
     if g.queries_source:
-        store = import_released(resolve_source(g.queries_source, cache), cache, fmt=g.store_format)
+        files = resolve_sources(g.queries_source, cache, what="released generated queries")
+        store = import_released(files, cache, fmt=g.store_format)
         if not set(g.languages) <= set(store.languages):
             raise XqgInputError(
                 f"released queries cover {store.languages}, not all of {sorted(g.languages)}",
-                path=g.queries_source,
+                path=str(files[0]),
                 field="generator.languages",
             )
+        if corpus is not None:  # stop before the query sums when most passages would go without queries
+            check_coverage(store, corpus, cache, max_missing_share=g.max_missing_share)
         return store
     return generate_queries(
         train_or_load(settings),

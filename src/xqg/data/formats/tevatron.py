@@ -2,6 +2,11 @@
 ``{query_id, query, answers, positive_passages: [{docid, title, text}], negative_passages: [...]}``.
 
 An optional ``lang`` field (written by the synthetic world; absent from the released files) is kept.
+
+DPR's training layout (``{question, answers, positive_ctxs: [{passage_id, title, text}], hard_negative_ctxs,
+negative_ctxs}``, the shape of XOR-TyDi's DPR-format files and of some copies of Tevatron's loading scripts) is
+read too: an example is taken as DPR-shaped only when it has ``positive_ctxs`` and no ``positive_passages``; its
+id is ``id`` / ``q_id`` / ``qid`` when present, else its line number; hard negatives come before the others.
 """
 
 from __future__ import annotations
@@ -17,6 +22,22 @@ from xqg.core.languages import normalize_lang
 from xqg.data.formats.jsonl import Fields, iter_jsonl, iter_jsonl_lines, write_jsonl
 from xqg.data.records import Passage, TrainExample
 
+_DOCID_KEYS = ("docid", "id", "passage_id", "psg_id")
+
+
+def _from_dpr(obj: dict[str, Any], line: int) -> dict[str, Any]:
+    """The Tevatron shape of a DPR-layout example (module doc); other objects are returned as they are."""
+    if "positive_ctxs" not in obj or "positive_passages" in obj:
+        return obj
+    qid = next((obj[k] for k in ("query_id", "id", "q_id", "qid") if obj.get(k) is not None), f"line{line}")
+    negatives = list(obj.get("hard_negative_ctxs") or []) + list(obj.get("negative_ctxs") or [])
+    out = {k: v for k, v in obj.items() if k not in ("positive_ctxs", "hard_negative_ctxs", "negative_ctxs")}
+    out.update(
+        query_id=qid, query=obj.get("query", obj.get("question")), positive_passages=obj["positive_ctxs"]
+    )
+    out["negative_passages"] = negatives
+    return out
+
 
 def _passages(f: Fields, field: str, *, required: bool) -> list[Passage]:
     items = f.get(field, list, required=required, default=[])
@@ -25,7 +46,7 @@ def _passages(f: Fields, field: str, *, required: bool) -> list[Passage]:
         where = f"{field}[{i}]"
         if not isinstance(item, dict):
             raise f.error(where, f"expected an object, got {type(item).__name__}")
-        docid = item.get("docid", item.get("id"))
+        docid = next((item[k] for k in _DOCID_KEYS if item.get(k) is not None), None)
         if isinstance(docid, bool) or not isinstance(docid, str | int) or not str(docid).strip():
             raise f.error(f"{where}.docid", "missing or not a string/integer id")
         title = item.get("title", "")
@@ -43,7 +64,9 @@ def _passages(f: Fields, field: str, *, required: bool) -> list[Passage]:
 def parse_tevatron(
     obj: dict[str, Any], path: str | Path, line: int, *, require_positive: bool = True
 ) -> TrainExample:
-    """Validate one Tevatron object; errors name file, line and field (``positive_passages[0].text``)."""
+    """Validate one Tevatron (or DPR-layout) object; errors name file, line and field
+    (``positive_passages[0].text``)."""
+    obj = _from_dpr(obj, line)
     f = Fields(obj, path, line)
     qid = f.ident("query_id")
     query = f.text("query")
