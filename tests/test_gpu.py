@@ -111,7 +111,9 @@ def check_search(device: str) -> None:
     p = rng.standard_normal((5000, 32)).astype(np.float32)
     q = rng.standard_normal((50, 32)).astype(np.float32)
     k = 20
-    res = search(q, p, k, ids=[f"d{i}" for i in range(len(p))], chunk_rows=1500, device=device)
+    res = search(
+        q, p, k, ids=[f"d{i}" for i in range(len(p))], chunk_rows=1500, device=device, backend="faiss"
+    )
     scores = q.astype(np.float64) @ p.astype(np.float64).T
     ref = np.argsort(-scores, axis=1, kind="stable")[:, : k + 1]
     ref_scores = np.take_along_axis(scores, ref, axis=1)

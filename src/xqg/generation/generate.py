@@ -27,8 +27,9 @@ from tqdm.auto import tqdm
 from xqg.core.artifacts import ArtifactDir, file_fingerprint, fingerprint
 from xqg.core.errors import XqgInputError
 from xqg.core.languages import XOR_LANGUAGES, normalize_lang
+from xqg.core.locking import complete_or_claim
 from xqg.core.sharded import ShardPlan
-from xqg.generation.sampling import DecodingConfig, QueryGenerator
+from xqg.generation.sampling import DecodingConfig, QueryGenerator, resolve_batch_size
 from xqg.generation.store import (
     CODE_VERSION,
     KIND,
@@ -118,7 +119,7 @@ def generate_queries(
     out_root: str | Path = "cache",
     *,
     decoding: DecodingConfig | None = None,
-    batch_size: int = 64,
+    batch_size: int | None = 64,
     shard_size: int = 10000,
     shard_index: int = 0,
     num_shards: int = 1,
@@ -131,12 +132,17 @@ def generate_queries(
 ) -> GeneratedStore:
     """Generate ``n`` queries per passage of ``corpus`` (a :class:`xqg.data.corpus.CorpusStore`) and language.
 
-    ``batch_size`` counts prompts (each yields ``n`` sequences). ``shard_index/num_shards`` splits the shards
+    ``batch_size`` counts prompts (each yields ``n`` sequences); None: from the GPU's total memory
+    (:func:`~xqg.generation.sampling.resolve_batch_size`; 64 on the CPU), the resolved number going into the
+    fingerprint as a set one would. ``shard_index/num_shards`` splits the shards
     between workers (GPUs, nodes) without changing any text. Finished shards are skipped, so rerunning after a
     kill resumes. Returns the store; it is incomplete (``store.complete`` false) only when other workers' shards
     are still missing.
     """
     dec = decoding or DecodingConfig()
+    batch_size = resolve_batch_size(
+        batch_size, generator_path, device, n, max_source_length, dec.max_new_tokens
+    )
     if not 0 <= shard_index < num_shards:
         raise XqgInputError(
             f"shard_index {shard_index} not in [0, {num_shards})", field="generator.shard_index"
@@ -158,7 +164,7 @@ def generate_queries(
     )
     langs = tuple(art.spec["config"]["languages"])
     plan = ShardPlan.make(len(corpus), shard_size)
-    if art.complete:
+    if complete_or_claim(art, share=f"{shard_index}-of-{num_shards}" if num_shards > 1 else ""):
         return GeneratedStore(art.path)
     art.begin()
     mine = shard_files(art.path, fmt).pending(plan, only=range(shard_index, plan.num_shards, num_shards))

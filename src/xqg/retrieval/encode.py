@@ -1,15 +1,19 @@
 """Dense encoding: length-sorted batched inference, and the retriever checkpoint addressed by content.
 
 Batches are formed after sorting texts by token length, so each batch is padded to its own longest text rather
-than to ``max_len``; on short texts (queries) that removes most of the wasted compute. The sharded embedding
+than to ``max_len``; on short texts (queries) that removes most of the wasted compute. Tokenisation and padding
+run in a worker thread ahead of the model, and embeddings are gathered on the device, so a GPU is not left
+waiting on the host between batches. The sharded embedding
 store built from it is :mod:`xqg.retrieval.embeddings`.
 """
 
 from __future__ import annotations
 
 import json
+import queue
+import threading
 import time
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -37,6 +41,81 @@ def pad_batch(seqs: Sequence[Sequence[int]], pad_id: int) -> tuple[torch.Tensor,
     return torch.from_numpy(ids), torch.from_numpy(mask)
 
 
+#: texts tokenised and length-sorted together on a GPU; the next window is tokenised while this one is encoded
+GPU_WINDOW = 16_384
+_QUEUE_BATCHES = 4  # padded batches prepared ahead of the model
+
+
+@dataclass
+class _Batch:
+    rows: np.ndarray  # positions in ``texts``
+    ids: torch.Tensor
+    mask: torch.Tensor
+    tokens: int
+
+
+def _prepare(
+    tokenizer: Any, texts: Sequence[str], max_len: int, batch_size: int, window: int, pin: bool
+) -> Iterator[_Batch]:
+    """Padded batches, window by window: texts of a window are tokenised once (truncated to ``max_len`` tokens incl.
+    specials), sorted by length (longest first, so an out-of-memory batch shows up at once) and cut into batches
+    padded to their longest text. One window holding every text gives the batches of a whole-list sort."""
+    pad_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else 0
+    for w in range(0, len(texts), window):
+        chunk = list(texts[w : w + window])
+        token_ids = tokenizer(chunk, truncation=True, max_length=max_len, add_special_tokens=True)[
+            "input_ids"
+        ]
+        lengths = np.fromiter((len(t) for t in token_ids), dtype=np.int64, count=len(token_ids))
+        order = np.argsort(-lengths, kind="stable")
+        for a in range(0, len(order), batch_size):
+            idx = order[a : a + batch_size]
+            ids, mask = pad_batch([token_ids[i] for i in idx], pad_id)
+            if pin:
+                ids, mask = ids.pin_memory(), mask.pin_memory()
+            yield _Batch(idx + w, ids, mask, int(lengths[idx].sum()))
+
+
+def _background(items: Iterator[_Batch], depth: int) -> Iterator[_Batch]:
+    """``items`` produced by a worker thread, ``depth`` ahead (tokenisation and padding overlap the model's
+    compute); the worker's exception is raised here, and it stops when the consumer does."""
+    q: queue.Queue[Any] = queue.Queue(maxsize=depth)
+    stop = threading.Event()
+    end = object()
+
+    def put(x: Any) -> bool:
+        while not stop.is_set():
+            try:
+                q.put(x, timeout=0.1)
+                return True
+            except queue.Full:
+                continue
+        return False
+
+    def work() -> None:
+        try:
+            for item in items:
+                if not put(item):
+                    return
+            put(end)
+        except BaseException as e:  # handed to the consumer
+            put(e)
+
+    worker = threading.Thread(target=work, name="xqg-encode-batches", daemon=True)
+    worker.start()
+    try:
+        while True:
+            item = q.get()
+            if item is end:
+                return
+            if isinstance(item, BaseException):
+                raise item
+            yield item
+    finally:
+        stop.set()
+        worker.join()
+
+
 def encode_texts(
     model: Any,
     tokenizer: Any,
@@ -48,12 +127,16 @@ def encode_texts(
     device: str | torch.device | None = None,
     desc: str | None = None,
     leave: bool = True,
+    window: int | None = None,
 ) -> np.ndarray:
     """Embed ``texts`` with ``model.encode_query`` or ``model.encode_passage``; float32 ``(len(texts), dim)``.
 
-    Texts are tokenized once (truncated to ``max_len`` tokens incl. specials), sorted by length (longest first,
-    so an out-of-memory batch shows up at once), padded per batch (right, to the batch's longest text), and the
-    rows restored to input order. Half precision on the GPU (bf16 where supported, else fp16), fp32 on the CPU.
+    Texts are tokenized (truncated to ``max_len`` tokens incl. specials), sorted by length (longest first), padded
+    per batch (right, to the batch's longest text), and the rows restored to input order. A worker thread
+    tokenises and pads ahead of the model (pinned memory, non-blocking copies on a GPU); embeddings are gathered
+    on the device and come back one copy per window. On the CPU all texts are sorted together; on a GPU windows
+    of :data:`GPU_WINDOW` texts are (``window`` overrides), so tokenising the next window overlaps encoding this
+    one. Half precision on the GPU (bf16 where supported, else fp16), fp32 on the CPU.
     """
     if kind not in ("query", "passage"):
         raise ValueError(f"kind must be 'query' or 'passage', got {kind!r}")
@@ -64,17 +147,18 @@ def encode_texts(
     if len(texts) == 0:
         return np.zeros((0, 0), dtype=np.float32)
     encode = model.encode_query if kind == "query" else model.encode_passage
-    token_ids: list[list[int]] = tokenizer(
-        list(texts), truncation=True, max_length=max_len, add_special_tokens=True
-    )["input_ids"]
-    lengths = np.fromiter((len(t) for t in token_ids), dtype=np.int64, count=len(token_ids))
-    order = np.argsort(-lengths, kind="stable")
-    pad_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else 0
+    cuda = dev.type == "cuda"
+    if window is None:
+        window = max(GPU_WINDOW, 4 * batch_size) if cuda else len(texts)
+    window = max(1, int(window))
     out: np.ndarray | None = None
+    buf: torch.Tensor | None = None  # the current window's embeddings, on the device
+    buf_at = 0
     was_training = model.training
     model.eval()
     tokens = 0
     start = time.perf_counter()
+    batches = _background(_prepare(tokenizer, texts, max_len, batch_size, window, cuda), _QUEUE_BATCHES)
     try:
         with (
             torch.inference_mode(),
@@ -88,23 +172,37 @@ def encode_texts(
                 leave=leave,
             ) as bar,
         ):
-            for a in range(0, len(order), batch_size):
-                idx = order[a : a + batch_size]
-                ids, mask = pad_batch([token_ids[i] for i in idx], pad_id)
-                ids, mask = ids.to(dev, non_blocking=True), mask.to(dev, non_blocking=True)
-                emb_np = encode(ids, mask).float().cpu().numpy()
+            for b in batches:
+                emb = encode(b.ids.to(dev, non_blocking=True), b.mask.to(dev, non_blocking=True)).float()
+                w0 = int(b.rows[0]) // window * window
                 if out is None:
-                    out = np.empty((len(texts), emb_np.shape[1]), dtype=np.float32)
-                out[idx] = emb_np
-                tokens += int(lengths[idx].sum())
-                bar.update(len(idx))
+                    out = np.empty((len(texts), emb.shape[1]), dtype=np.float32)
+                if buf is None or w0 != buf_at:
+                    _flush(out, buf, buf_at)
+                    buf_at, rows = w0, min(window, len(texts) - w0)
+                    buf = (
+                        torch.empty((rows, emb.shape[1]), dtype=torch.float32, device=dev)
+                        if cuda
+                        else torch.from_numpy(out[w0 : w0 + rows])  # the CPU writes in place
+                    )
+                buf.index_copy_(0, torch.from_numpy(b.rows - w0).to(dev, non_blocking=True), emb)
+                tokens += b.tokens
+                bar.update(len(b.rows))
                 bar.set_postfix(
                     tok_s=f"{tokens / max(time.perf_counter() - start, 1e-9):,.0f}", refresh=False
                 )
+        assert out is not None
+        _flush(out, buf, buf_at)
     finally:
+        batches.close()
         model.train(was_training)
-    assert out is not None
     return out
+
+
+def _flush(out: np.ndarray, buf: torch.Tensor | None, at: int) -> None:
+    """Copy a window's embeddings gathered on a GPU into ``out`` (on the CPU they were written in place)."""
+    if buf is not None and buf.device.type != "cpu":
+        out[at : at + buf.shape[0]] = buf.cpu().numpy()
 
 
 def checkpoint_fingerprint(name_or_path: str | Path) -> str:

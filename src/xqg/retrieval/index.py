@@ -1,11 +1,15 @@
-"""Exact inner-product search (faiss ``IndexFlatIP``, as the paper), on GPU when faiss-gpu and a GPU exist.
+"""Exact inner-product search: faiss ``IndexFlatIP`` (as the paper) or plain torch (:mod:`.torch_search`).
+
+``backend="auto"`` searches with torch on a CUDA GPU (fp16 blocks on the device, fusion there too) and with faiss
+on the CPU; faiss searches on the GPU only with faiss-gpu.
 
 The corpus is searched block by block (an :class:`~xqg.retrieval.embeddings.EmbeddingStore`'s chunks or slices
 of an in-memory matrix) and the per-block top-k lists are merged, so memory holds one block, not the corpus. Equal
-scores are ranked by corpus row (lower first); faiss keeps the lowest rows among equal scores inside a block, so
-the merged result is that of one index over the whole corpus. (BLAS may round a dot product differently by a last
-bit depending on where a row sits in a block, so rows whose scores agree to ~1e-7 can swap between block layouts;
-nothing else can.) An optional ``transform(row_offset, docids, block) -> block`` rewrites each block before it is
+scores are ranked by corpus row (lower first). The torch backend applies that rule exactly; faiss's heap, when
+rows tie exactly at a block's depth cut-off, may keep any of them (seen with integer-valued embeddings; real
+embeddings almost never tie exactly). BLAS may also round a dot product differently by a last bit depending on
+where a row sits in a block, so rows whose scores agree to ~1e-7 can swap between block layouts or backends.
+An optional ``transform(row_offset, docids, block) -> block`` rewrites each block before it is
 indexed (xQG fuses passage embeddings with generated-query sums there, :mod:`xqg.retrieval.fusion`).
 """
 
@@ -20,6 +24,7 @@ import numpy as np
 from tqdm.auto import tqdm
 
 from xqg.core.errors import XqgInputError
+from xqg.retrieval.torch_search import SearchBackend, TopK, resolve_backend, search_blocks
 
 log = logging.getLogger(__name__)
 # faiss logs, at INFO, every SIMD build it fails to import before the one that loads: noise in every run's log
@@ -125,11 +130,14 @@ def search(
     transform: Transform | None = None,
     chunk_rows: int = DEFAULT_CHUNK_ROWS,
     device: str = "auto",
+    backend: str | SearchBackend = "auto",
 ) -> SearchResult:
     """Exact top-``depth`` inner-product search of ``queries`` (``(Q, dim)``) over ``source``.
 
     ``source`` is an embedding store (anything with ``iter_chunks``) or an in-memory ``(N, dim)`` matrix with its
-    docids in ``ids`` (row numbers as strings when omitted). ``depth`` is capped at the corpus size.
+    docids in ``ids`` (row numbers as strings when omitted). ``depth`` is capped at the corpus size. ``backend``:
+    ``auto | torch | faiss`` (:func:`~xqg.retrieval.torch_search.resolve_backend` with ``device``) or a resolved
+    :class:`~xqg.retrieval.torch_search.SearchBackend`.
     """
     if depth <= 0:
         raise XqgInputError(f"must be positive, got {depth}", field="depth")
@@ -150,6 +158,9 @@ def search(
     k = min(int(depth), total)
     if k == 0:
         raise XqgInputError("the corpus to search is empty")
+    how = backend if isinstance(backend, SearchBackend) else resolve_backend(backend, device)
+    if how.name == "torch":
+        return _torch_search(q, chunks, total, k, how, transform)
     index: _FlatIP | None = None
     best: tuple[np.ndarray, np.ndarray, np.ndarray] | None = None
     with tqdm(disable=None, total=total, unit="psg", unit_scale=True, desc="search") as bar:
@@ -171,4 +182,34 @@ def search(
             bar.update(block.shape[0])
     assert best is not None
     scores, rows, docids = best
+    return SearchResult(scores=scores, rows=rows, docids=docids)
+
+
+def _torch_search(
+    q: np.ndarray,
+    chunks: Iterator[tuple[int, list[str], np.ndarray]],
+    total: int,
+    k: int,
+    how: SearchBackend,
+    transform: Transform | None,
+) -> SearchResult:
+    """The torch backend over the same blocks. Docids are kept only for rows in the running top-k (after each
+    block), so memory never holds the corpus's docids."""
+    log.info("exact inner-product search with torch on %s (%s), depth %d", how.device, how.dtype, k)
+    names: dict[int, str] = {}
+
+    with tqdm(disable=None, total=total, unit="psg", unit_scale=True, desc="search") as bar:
+
+        def keep_names(offset: int, block_ids: Sequence[str], top: TopK) -> None:
+            live = np.unique(top.rows.cpu().numpy())
+            here = (live >= offset) & (live < offset + len(block_ids))
+            fresh = live[here]
+            kept = {int(r): names[int(r)] for r in live[~here]}
+            kept.update((int(r), str(block_ids[int(r) - offset])) for r in fresh)
+            names.clear()
+            names.update(kept)
+            bar.update(len(block_ids))
+
+        scores, rows = search_blocks(q, chunks, k, how, transform=transform, on_block=keep_names)
+    docids = np.array([names[int(r)] for r in rows.ravel()], dtype=object).reshape(rows.shape)
     return SearchResult(scores=scores, rows=rows, docids=docids)

@@ -1,0 +1,71 @@
+"""``encode_texts`` with tokenisation in a worker thread: the same bits as the whole-list sort on the CPU, windows
+keep input order, and a failure in the worker reaches the caller."""
+
+from __future__ import annotations
+
+import random
+import threading
+
+import numpy as np
+import pytest
+import torch
+
+from xqg.models.biencoder import BiEncoder, RetrieverSpec
+from xqg.models.tiny_bert import TinyBertConfig, build_tiny_bert, train_wordpiece
+from xqg.retrieval.encode import encode_texts, pad_batch
+
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
+WORDS = "alpha beta gamma delta river mountain city king queen born founded capital music sea".split()
+
+
+@pytest.fixture(scope="module")
+def setup() -> tuple[BiEncoder, object, list[str]]:
+    rng = random.Random(0)
+    texts = [" ".join(rng.choice(WORDS) for _ in range(rng.randint(1, 70))) for _ in range(300)]
+    tok = train_wordpiece(texts, 200)
+    bert = build_tiny_bert(TinyBertConfig(vocab_size=300, max_position=72), len(tok))
+    return BiEncoder(bert, None, RetrieverSpec()).eval(), tok, texts
+
+
+def _sorted_batches_reference(model: BiEncoder, tok: object, texts: list[str], bs: int) -> np.ndarray:
+    """The pre-overlap algorithm, written out: tokenise all, sort by length, pad per batch, encode."""
+    ids = tok(texts, truncation=True, max_length=64)["input_ids"]  # type: ignore[operator]
+    order = np.argsort(-np.array([len(t) for t in ids]), kind="stable")
+    out = np.empty((len(texts), 64), dtype=np.float32)
+    with torch.inference_mode():
+        for a in range(0, len(order), bs):
+            idx = order[a : a + bs]
+            out[idx] = model.encode_passage(*pad_batch([ids[i] for i in idx], tok.pad_token_id)).numpy()  # type: ignore[attr-defined]
+    return out
+
+
+def test_cpu_output_is_bitwise_the_whole_list_sort(setup: tuple) -> None:
+    model, tok, texts = setup
+    for bs in (1, 16, 1000):
+        got = encode_texts(model, tok, texts, "passage", max_len=64, batch_size=bs, device="cpu")
+        np.testing.assert_array_equal(got, _sorted_batches_reference(model, tok, texts, bs))
+
+
+def test_windows_keep_input_order(setup: tuple) -> None:
+    model, tok, texts = setup
+    whole = encode_texts(model, tok, texts, "passage", max_len=64, batch_size=8, device="cpu")
+    for window in (1, 37, 100):
+        got = encode_texts(
+            model, tok, texts, "passage", max_len=64, batch_size=8, device="cpu", window=window
+        )
+        np.testing.assert_allclose(got, whole, rtol=1e-5, atol=1e-5)  # other batches, other padding widths
+
+
+def test_a_worker_failure_reaches_the_caller_and_the_worker_ends(setup: tuple) -> None:
+    model, _tok, texts = setup
+
+    class Broken:
+        pad_token_id = 0
+
+        def __call__(self, *a: object, **k: object) -> dict:
+            raise RuntimeError("tokenizer broke")
+
+    before = threading.active_count()
+    with pytest.raises(RuntimeError, match="tokenizer broke"):
+        encode_texts(model, Broken(), texts, "passage", max_len=64, batch_size=8, device="cpu")
+    assert threading.active_count() == before
