@@ -1,24 +1,26 @@
 """Evaluate: generate/encode as needed (cached), fuse, search, score, log. Thin Hydra entry and sweep target."""
 
 import hydra
-from hydra.utils import execution_whitelist
 from omegaconf import DictConfig
 
+from xqg.core.locking import release_every_lock
 from xqg.tasks.entrypoints import evaluate
 from xqg.tasks.schema import register_configs
+from xqg.tasks.targets import EVALUATE_TARGETS, check_node_targets, run_entry_point
 
-# Config-selected Python targets Hydra itself may instantiate here: the study report callback and Optuna's
-# samplers. Anything else named by `_target_` in a config is refused (Hydra 1.4's execution whitelist).
-TARGETS = ["xqg.tasks.study_report.StudyReportCallback", "optuna.samplers.*"]
 register_configs()
 
 
 # No version_base: Hydra 1.4 fixes the 1.3+ defaults and warns (Hydra15MigrationWarning) whenever it is passed.
 @hydra.main(config_path="conf", config_name="evaluate")
 def main(cfg: DictConfig) -> float | list[float] | None:
-    return evaluate(cfg)
+    check_node_targets(cfg)  # a refused trainer/callback/logger target: one line, before any work
+    try:
+        return evaluate(cfg)
+    finally:
+        release_every_lock()  # a failed build never keeps other runs waiting (xqg.core.locking)
 
 
 if __name__ == "__main__":
-    with execution_whitelist(TARGETS, reset=True):
-        main()
+    # What a config may name with `_target_` here: see xqg.tasks.targets (named classes only).
+    run_entry_point(main, EVALUATE_TARGETS)

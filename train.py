@@ -1,24 +1,26 @@
 """Train a retriever (xDR) or an xQG generator. Thin Hydra entry; the work lives in ``xqg.tasks``."""
 
 import hydra
-from hydra.utils import execution_whitelist
 from omegaconf import DictConfig
 
+from xqg.core.locking import release_every_lock
 from xqg.tasks.entrypoints import train
 from xqg.tasks.schema import register_configs
+from xqg.tasks.targets import TRAIN_TARGETS, check_node_targets, run_entry_point
 
-# Config-selected Python targets Hydra itself may instantiate here: none (the tasks instantiate the Trainer,
-# loggers and callbacks with their own narrow whitelists, see xqg.tasks.builders).
-TARGETS: list[str] = []
 register_configs()
 
 
 # No version_base: Hydra 1.4 fixes the 1.3+ defaults and warns (Hydra15MigrationWarning) whenever it is passed.
 @hydra.main(config_path="conf", config_name="train")
 def main(cfg: DictConfig) -> float | None:
-    return train(cfg)
+    check_node_targets(cfg)  # a refused trainer/callback/logger target: one line, before any work
+    try:
+        return train(cfg)
+    finally:
+        release_every_lock()  # a failed build never keeps other runs waiting (xqg.core.locking)
 
 
 if __name__ == "__main__":
-    with execution_whitelist(TARGETS, reset=True):
-        main()
+    # What a config may name with `_target_` here: see xqg.tasks.targets (named classes only).
+    run_entry_point(main, TRAIN_TARGETS)

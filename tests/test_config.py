@@ -80,11 +80,17 @@ def test_stage_settings_are_validated_before_anything_runs() -> None:
 
 
 def test_one_key_per_fact() -> None:
-    s = settings("evaluate", "augmentation=xqg", "generator.num_queries=3", "generator.languages=[ja,ko]")
+    s = settings(
+        "evaluate",
+        "augmentation=xqg",
+        "augmentation.n=3",
+        "generator.num_queries=3",
+        "generator.languages=[ja,ko]",
+    )
     assert s.augmentation.query_sums == QuerySumsConfig(languages=("ja", "ko"), n_max=3)
     assert s.augmentation.languages == ["ja", "ko"]
     # set explicitly, the stored sums may differ from what was generated
-    s = settings("evaluate", "augmentation=xqg", "augmentation.sums.n_max=2")
+    s = settings("evaluate", "augmentation=xqg", "augmentation.n=2", "augmentation.sums.n_max=2")
     assert s.augmentation.query_sums.n_max == 2 and s.generator.num_queries == 5
 
 

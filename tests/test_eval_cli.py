@@ -181,7 +181,7 @@ def _error_line(capsys) -> str:
         ("empty_answers", r"q\.jsonl:2 field 'answers': empty list"),
         ("unknown_docid", r"run\.tsv: 1 docids of the run are not in the corpus .*ghost"),
         ("run_without_corpus", r"--run needs --corpus"),
-        ("no_such_file", r"nope\.json: file not found"),
+        ("no_such_file", r"nope\.json: predictions/run file not found"),
     ],
 )
 def test_bad_input_gives_one_line_and_exit_code_2(small_world, capsys, case, pattern):

@@ -74,10 +74,14 @@ def test_checkpoint_is_an_hf_folder_with_spec_and_manifest(trained) -> None:
     assert manifest["counts"]["steps"] == cfg.generator.train.max_steps
     assert manifest["counts"]["val_pairs"] > 0 and manifest["extra"]["val_loss"] > 0
     # A changed hyperparameter addresses a different checkpoint; an unchanged config the same one.
-    same = tg.checkpoint_artifact(cfg.generator, manifest["inputs"], 42, cfg.paths.cache_dir)
+    trainer = manifest["config"]["trainer"]
+    same = tg.checkpoint_artifact(cfg.generator, manifest["inputs"], 42, cfg.paths.cache_dir, trainer=trainer)
     assert same.path == path
     other = replace(cfg.generator, train=replace(cfg.generator.train, lr=1e-3))
-    assert tg.checkpoint_artifact(other, manifest["inputs"], 42, cfg.paths.cache_dir).path != path
+    assert (
+        tg.checkpoint_artifact(other, manifest["inputs"], 42, cfg.paths.cache_dir, trainer=trainer).path
+        != path
+    )
 
 
 @pytest.mark.slow

@@ -115,9 +115,8 @@ def test_settings_that_matter_rebuild_and_others_reuse(first_run: dict, cache: P
     before = sorted(p.name for p in (cache / "embeddings").iterdir())
     first = json.loads((first_run["out"] / "results.json").read_text())["artifacts"]
     # depth and logging do not change the embeddings: everything is reused, nothing is encoded again
-    cfg = _compose(
-        cache, tmp_path / "a", "retrieval.depth=10", "logger=csv", "retrieval.passage_batch_size=7"
-    )
+    # (the encoder's batch size does change them, in the last bits: xqg.retrieval.embeddings.batching)
+    cfg = _compose(cache, tmp_path / "a", "retrieval.depth=10", "logger=csv")
     value = pipeline.run(cfg)
     again = json.loads((tmp_path / "a" / "results.json").read_text())
     assert again["artifacts"] == first and sorted(p.name for p in (cache / "embeddings").iterdir()) == before
@@ -134,9 +133,16 @@ def test_settings_that_matter_rebuild_and_others_reuse(first_run: dict, cache: P
 def test_bad_settings_fail_with_one_line_naming_the_field(cache: Path, tmp_path: Path) -> None:
     from xqg.core.errors import XqgInputError
 
-    cfg = _compose(cache, tmp_path, "retrieval.split=val")
+    # caught when the settings are made (xqg.tasks.config_checks), before any stage runs
+    with pytest.raises(XqgInputError, match=r"field 'retrieval.split': must be one of \['dev', 'test'\]"):
+        _compose(cache, tmp_path, "retrieval.split=val")
+    with pytest.raises(XqgInputError, match=r"field 'retrieval.run_formats': .*'csv'"):
+        _compose(cache, tmp_path, "retrieval.run_formats=[tevatron,csv]")
+    # and by the stages themselves, for callers that build settings another way
+    cfg = _compose(cache, tmp_path)
+    cfg.retrieval.split = "val"
     with pytest.raises(XqgInputError, match=r"field 'retrieval.split': must be dev or test"):
         pipeline.load_questions(cfg, cfg.data.bundle(cfg.paths.cache_dir))
-    cfg = _compose(cache, tmp_path, "retrieval.run_formats=[tevatron,csv]")
+    cfg.retrieval.split, cfg.retrieval.run_formats = "dev", ["tevatron", "csv"]
     with pytest.raises(XqgInputError, match="unknown run format 'csv'"):  # before anything runs
         pipeline.run(cfg)

@@ -42,7 +42,7 @@ def test_write_then_read_round_trips(tmp_path, fmt):
         ("q1 d1\n", r"run\.txt:1: unrecognised run line with 2 columns"),
         ("q1\td1\t1.0\nq1\td2\n", r"run\.txt:2: expected 3 columns"),
         ("q1\td1\tabc\n", r"run\.txt:1 field 'score': score 'abc' is not a number"),
-        ("q1\td1\tnan\n", r"run\.txt:1 field 'score': score is NaN"),
+        ("q1\td1\tnan\n", r"run\.txt:1 field 'score': score 'nan' is not finite"),
         (
             "q1\td1\t1\nq2\td1\t1\nq1\td1\t0.5\n",
             r"run\.txt:3 field 'docid': docid 'd1' listed twice .*line 1",

@@ -15,12 +15,14 @@ import hashlib
 import json
 import os
 import tempfile
+import time
 from collections.abc import Iterator, Mapping
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
 from xqg import __version__
+from xqg.core.locking import release_all
 
 MANIFEST = "manifest.json"
 _UMASK = os.umask(0)
@@ -57,29 +59,76 @@ def _fingerprint_cache_path() -> Path:
     return Path(base) / "file_fingerprints.json"
 
 
+#: A file changed less than this long before it was hashed is not memoized: on file systems with coarse
+#: timestamps a second same-size edit within one tick would leave every stat field unchanged ("racily clean").
+_RACY_S = 3.0
+_SAMPLE_BLOCK = 1 << 16
+_SAMPLES = 16
+
+
+def _stat_key(p: Path, st: os.stat_result) -> str:
+    """What must be unchanged for a remembered hash to be trusted. ``st_ctime`` cannot be set by users: every
+    write, ``utime`` (``touch -r``) or rename updates it; ``cp -p`` and sync tools that write a temporary file and
+    rename it give a new inode; the device tells apart files on different mounts that share an inode number."""
+    return f"{p}|{st.st_dev}|{st.st_ino}|{st.st_size}|{st.st_mtime_ns}|{st.st_ctime_ns}"
+
+
+def _sampled_digest(f: Any, size: int) -> str:
+    """Hash of the first and last 64 KiB and ``_SAMPLES`` blocks spread evenly between them: a second, cheap
+    check of a remembered hash (read ~1 MiB, whatever the file's size)."""
+    h = hashlib.sha256(str(size).encode())
+    offsets = {0, max(0, size - _SAMPLE_BLOCK)}
+    offsets.update((size * i) // (_SAMPLES + 1) for i in range(1, _SAMPLES + 1))
+    for off in sorted(offsets):
+        f.seek(off)
+        h.update(f.read(_SAMPLE_BLOCK))
+    return h.hexdigest()[:16]
+
+
+def _read_memo(cache_file: Path) -> dict[str, Any]:
+    with contextlib.suppress(OSError, ValueError):
+        memo = json.loads(cache_file.read_text())
+        if isinstance(memo, dict):
+            return memo
+    return {}
+
+
 def file_fingerprint(path: str | Path, *, use_cache: bool = True) -> str:
-    """Content hash of a file (sha256, streamed), remembered per (path, size, mtime) so an 18M-row corpus is
-    hashed once, not on every run."""
+    """Content hash of a file (sha256 of every byte, streamed; 16 hex digits).
+
+    Hashing an 18M-row corpus takes minutes, so the hash is remembered (``$XQG_HOME/file_fingerprints.json``)
+    under the file's path, device, inode, size, mtime and ctime (:func:`_stat_key`), and a remembered hash is used
+    only when, in addition, a sampled-block hash of the file read now matches the one stored with it. A same-size
+    edit that keeps the mtime (``touch -r``, ``cp -p``, ``os.utime``, rsync ``-t``) changes the ctime or the
+    inode, so it is hashed again; a file modified within :data:`_RACY_S` seconds of hashing is never memoized, so
+    coarse timestamps cannot hide a second edit; the sample check catches what the stat fields could still miss
+    (e.g. a file system that does not keep ctime). The memo is only an accelerator: without it the result is the
+    same.
+    """
     p = Path(path).resolve()
-    st = p.stat()
-    key = f"{p}|{st.st_size}|{st.st_mtime_ns}"
     cache_file = _fingerprint_cache_path()
-    cache: dict[str, str] = {}
-    if use_cache and cache_file.exists():
-        with contextlib.suppress(OSError, ValueError):
-            cache = json.loads(cache_file.read_text())
-        if key in cache:
-            return cache[key]
-    h = hashlib.sha256()
     with open(p, "rb") as f:
+        st = os.fstat(f.fileno())
+        key = _stat_key(p, st)
+        memo = _read_memo(cache_file) if use_cache else {}
+        entry = memo.get(key)
+        if isinstance(entry, dict) and entry.get("sample") == _sampled_digest(f, st.st_size):
+            return str(entry["sha256"])
+        f.seek(0)
+        h = hashlib.sha256()
         for block in iter(lambda: f.read(1 << 22), b""):
             h.update(block)
-    digest = h.hexdigest()[:16]
-    if use_cache:
-        cache[key] = digest
+        digest = h.hexdigest()[:16]
+        sample = _sampled_digest(f, st.st_size)
+        after = os.fstat(f.fileno())
+    changed_while_hashing = _stat_key(p, after) != key
+    racy = time.time() - max(after.st_mtime, after.st_ctime) < _RACY_S
+    if use_cache and not changed_while_hashing and not racy:
+        memo = _read_memo(cache_file)  # re-read: another process may have added entries meanwhile
+        memo[key] = {"sha256": digest, "sample": sample}
         with contextlib.suppress(OSError):
             cache_file.parent.mkdir(parents=True, exist_ok=True)
-            atomic_write_text(cache_file, json.dumps(cache, indent=0))
+            atomic_write_text(cache_file, json.dumps(memo, indent=0))
     return digest
 
 
@@ -98,9 +147,11 @@ def atomic_path(dest: str | Path, suffix: str | None = None) -> Iterator[Path]:
         if tmp_path.exists():
             os.chmod(tmp_path, 0o666 & ~_UMASK)
         os.replace(tmp_path, dest)
-    except BaseException:
+    except BaseException as e:
         with contextlib.suppress(FileNotFoundError):
             tmp_path.unlink()
+        if isinstance(e, OSError) and e.filename is None:
+            e.filename = str(dest)  # a failed write() names no file: say which one (full disk, quota)
         raise
 
 
@@ -212,6 +263,7 @@ class ArtifactDir:
         )
         self.path.mkdir(parents=True, exist_ok=True)
         atomic_write_json(self.manifest_path, asdict(m))
+        release_all(self)  # the build lock, if this process holds it (xqg.core.locking)
         return m
 
     def __repr__(self) -> str:  # pragma: no cover

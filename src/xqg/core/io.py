@@ -21,8 +21,13 @@ def open_binary(path: str | Path, *, what: str = "file") -> IO[bytes]:
     """Read bytes, un-gzipping transparently; a missing file or a folder is one clear error naming it."""
     p = Path(path)
     if not p.is_file():
-        raise XqgInputError(f"{what} not found" if not p.exists() else f"{what} is not a file", path=p)
-    return gzip.open(p, "rb") if is_gzip(p) else open(p, "rb")  # type: ignore[return-value]
+        found = "is a directory, expected a file" if p.is_dir() else "is not a regular file"
+        raise XqgInputError(f"{what} not found" if not p.exists() else f"{what} {found}", path=p)
+    try:
+        gz = is_gzip(p)
+        return gzip.open(p, "rb") if gz else open(p, "rb")  # type: ignore[return-value]
+    except PermissionError:
+        raise XqgInputError(f"cannot read the {what}: permission denied", path=p) from None
 
 
 def open_text(path: str | Path, *, what: str = "file") -> IO[str]:

@@ -1,7 +1,10 @@
 """Build an artifact folder in a private staging folder and move it into place only when complete.
 
 A killed build leaves at most a ``.building-*`` folder (removed on the next attempt's cleanup), never a
-half-written artifact; two concurrent builders of the same artifact both end up reading one complete copy.
+half-written artifact; two concurrent builders of the same artifact both end up reading one complete copy. Call
+sites take the artifact's build lock first (``if not complete_or_claim(art): build``, see
+:mod:`xqg.core.locking`) so a second run waits instead of building it again; the lock is released here when the
+build ends, whether it succeeded or not.
 """
 
 from __future__ import annotations
@@ -15,6 +18,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 from xqg.core.artifacts import MANIFEST, ArtifactDir
+from xqg.core.locking import release_all
 
 _STALE_S = 24 * 3600
 
@@ -43,6 +47,7 @@ def staged_artifact(art: ArtifactDir) -> Iterator[ArtifactDir]:
                 raise
     finally:
         shutil.rmtree(staging_root, ignore_errors=True)
+        release_all(art)
 
 
 def _remove_stale(folder: Path) -> None:

@@ -21,7 +21,7 @@ from typing import Any
 import numpy as np
 import pytorch_lightning as pl
 import torch
-from torch.utils.data import DataLoader, Dataset, Sampler
+from torch.utils.data import DataLoader, Dataset, RandomSampler, Sampler
 from transformers import DataCollatorForSeq2Seq
 
 from xqg.core.errors import XqgInputError
@@ -29,6 +29,7 @@ from xqg.core.languages import get_language
 from xqg.data.formats.pairs import read_generator_pairs
 from xqg.data.formats.tevatron import TevatronFile
 from xqg.data.records import GeneratorPair, Passage, TrainExample, passage_text
+from xqg.data.resumable import resumable_loader
 
 #: The paper's prompt (Zhuang et al., SIGIR 2023); ``{language}`` is the English language name.
 DEFAULT_PROMPT = "Generate a {language} question for this passage: {title} {passage}"
@@ -263,10 +264,19 @@ class ContrastiveDataModule(pl.LightningDataModule):
         )
 
     def train_dataloader(self) -> DataLoader:
+        """Resumable mid-epoch (:mod:`xqg.data.resumable`)."""
         self.setup("fit")
         assert self.train_dataset is not None
         sampler = EpochSampler(len(self.train_dataset), self.seed, shuffle=True)
-        return self._loader(self.train_dataset, sampler, self.drop_last)
+        return resumable_loader(
+            self.train_dataset,
+            sampler,
+            batch_size=self.batch_size,
+            drop_last=self.drop_last,
+            collate_fn=self.collate,
+            num_workers=self.num_workers,
+            persistent_workers=self.num_workers > 0,
+        )
 
     def val_dataloader(self) -> DataLoader | list:
         self.setup("validate")
@@ -389,14 +399,16 @@ class GeneratorDataModule(pl.LightningDataModule):
     def train_dataloader(self) -> DataLoader:
         self.setup("fit")
         assert self.train_dataset is not None
-        return DataLoader(
+        # the same draws as DataLoader(shuffle=True, generator=g), in a loader that resumes mid-epoch
+        generator = torch.Generator().manual_seed(self.seed)
+        return resumable_loader(
             self.train_dataset,
+            RandomSampler(self.train_dataset, generator=generator),
             batch_size=self.batch_size,
-            shuffle=True,
-            generator=torch.Generator().manual_seed(self.seed),
             collate_fn=self.collate,
             num_workers=self.num_workers,
             persistent_workers=self.num_workers > 0,
+            generator=generator,
         )
 
     def val_dataloader(self) -> DataLoader | list:

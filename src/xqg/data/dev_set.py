@@ -11,6 +11,7 @@ from typing import Any
 
 from xqg.core.artifacts import ArtifactDir, file_fingerprint
 from xqg.core.errors import XqgInputError
+from xqg.core.locking import complete_or_claim
 from xqg.core.staging import staged_artifact
 from xqg.data.corpus import open_corpus
 from xqg.data.formats.tevatron import iter_tevatron, write_tevatron
@@ -53,7 +54,7 @@ def split_heldout(source: Path, n_dev: int, cache_dir: str | Path) -> tuple[Path
         inputs={"train": file_fingerprint(source)},
         code_version=SPLIT_CODE_VERSION,
     )
-    if not art.complete:
+    if not complete_or_claim(art):
         ranks = [_qid_rank(ex.qid) for ex in iter_tevatron(source)]
         chosen = set(heapq.nsmallest(n_dev, ranks))
         if len(chosen) >= len(ranks):

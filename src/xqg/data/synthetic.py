@@ -25,6 +25,7 @@ from pathlib import Path
 from tqdm.auto import tqdm
 
 from xqg.core.artifacts import ArtifactDir, atomic_write_text
+from xqg.core.locking import complete_or_claim
 from xqg.core.staging import staged_artifact
 from xqg.data.formats.dpr import write_dpr_tsv
 from xqg.data.formats.pairs import write_generator_pairs
@@ -124,7 +125,7 @@ def build_world(wc: WorldConfig | None, cache_dir: str | Path) -> WorldPaths:
     wc = wc or WorldConfig()
     wc.validate()
     art = world_artifact(wc, cache_dir)
-    if not art.complete:
+    if not complete_or_claim(art):
         with staged_artifact(art) as staging:
             counts = _write_world(wc, staging.path)
             staging.finalize(counts=counts, extra={"files": sorted(p.name for p in staging.path.iterdir())})

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import zlib
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -23,7 +24,9 @@ from typing import Any
 
 from xqg.core.artifacts import ArtifactDir, atomic_write_text, file_fingerprint
 from xqg.core.errors import XqgInputError
+from xqg.core.io import open_text
 from xqg.core.languages import normalize_lang
+from xqg.core.locking import complete_or_claim
 from xqg.core.staging import staged_artifact
 from xqg.data.formats.dpr import write_dpr_tsv
 from xqg.data.formats.pairs import write_generator_pairs
@@ -61,15 +64,53 @@ class XquadR:
 
 
 def _load_json(path: Path) -> dict[str, Any]:
-    if not path.exists():
-        raise XqgInputError("XQuAD-R file not found", path=path)
+    """One XQuAD-R file (plain or gzip); unreadable, non-UTF-8 or malformed content is one error naming it."""
     try:
-        data = json.loads(path.read_text(encoding="utf-8"))
+        with open_text(path, what="XQuAD-R file") as f:
+            data = json.loads(f.read())
+    except UnicodeDecodeError as e:
+        raise XqgInputError(f"not valid UTF-8 ({e.reason})", path=path) from None
     except json.JSONDecodeError as e:
         raise XqgInputError(f"malformed JSON ({e.msg})", path=path, line=e.lineno) from None
+    except (EOFError, OSError, zlib.error) as e:
+        raise XqgInputError(f"cannot read ({e})", path=path) from None
     if not isinstance(data, dict) or not isinstance(data.get("data"), list):
         raise XqgInputError("expected a SQuAD-format object with a 'data' list", path=path, field="data")
     return data
+
+
+def _objects(parent: Any, key: str, path: Path, where: str) -> list[dict[str, Any]]:
+    """``parent[key]`` as a list of JSON objects (absent: empty); anything else names the field."""
+    name = f"{where}.{key}" if where else key
+    items = parent.get(key, [])
+    if not isinstance(items, list):
+        raise XqgInputError(f"expected a list, got {type(items).__name__}", path=path, field=name)
+    for i, item in enumerate(items):
+        if not isinstance(item, dict):
+            raise XqgInputError(
+                f"expected an object, got {type(item).__name__}", path=path, field=f"{name}[{i}]"
+            )
+    return items
+
+
+def _breaks(para: dict[str, Any], n: int, path: Path, where: str) -> list[tuple[int, int]]:
+    """The paragraph's sentence spans ``[[start, end], ...]`` (default: the whole paragraph), checked."""
+    raw = para.get("sentence_breaks") or [[0, n]]
+    out = []
+    for i, span in enumerate(raw if isinstance(raw, list) else [None]):
+        ok = isinstance(span, list) and len(span) == 2 and all(_is_int(x) for x in span)
+        if not ok or not 0 <= span[0] <= span[1] <= n:
+            raise XqgInputError(
+                f"expected [start, end] offsets within the context (0..{n}), got {span!r}",
+                path=path,
+                field=f"{where}.sentence_breaks[{i}]",
+            )
+        out.append((span[0], span[1]))
+    return out
+
+
+def _is_int(x: Any) -> bool:
+    return isinstance(x, int) and not isinstance(x, bool)
 
 
 def _split_articles(titles: Sequence[str], shares: Sequence[float]) -> dict[int, str]:
@@ -104,32 +145,40 @@ def load_xquad_r(
     gold_p: dict[str, str] = {}
     gold_s: dict[str, str] = {}
     order: list[str] = []  # question ids in file order
-    for a, art in enumerate(en["data"]):
+    for a, art in enumerate(_objects(en, "data", en_path, "")):
         title = str(art.get("title", f"article {a}")).replace("_", " ")
         articles.append(title)
-        for p, para in enumerate(art.get("paragraphs", [])):
+        for p, para in enumerate(_objects(art, "paragraphs", en_path, f"data[{a}]")):
             docid = f"xq{a}-{p}"
+            where = f"data[{a}].paragraphs[{p}]"
             context = para.get("context")
             if not isinstance(context, str):
-                raise XqgInputError(
-                    "missing paragraph context", path=en_path, field=f"data[{a}].paragraphs[{p}].context"
-                )
+                raise XqgInputError("missing paragraph context", path=en_path, field=f"{where}.context")
             context = context.replace("\r", " ").replace("\n", " ")  # one line per row in TSV; offsets kept
             paragraphs.append(Passage(docid, title, context.strip()))
             paragraph_article[docid] = a
-            breaks = para.get("sentence_breaks") or [[0, len(context)]]
+            breaks = _breaks(para, len(context), en_path, where)
             for s, (start, end) in enumerate(breaks):
                 sentences.append(Passage(f"{docid}-{s}", title, context[start:end].strip()))
-            for qa in para.get("qas", []):
+            for j, qa in enumerate(_objects(para, "qas", en_path, where)):
                 qid = qa.get("id")
-                ans = [x.get("text") for x in qa.get("answers", []) if isinstance(x.get("text"), str)]
+                given = _objects(qa, "answers", en_path, f"{where}.qas[{j}]")
+                ans = [x.get("text") for x in given if isinstance(x.get("text"), str)]
                 if not isinstance(qid, str) or not ans:
+                    raise XqgInputError("question without id or answers", path=en_path, field=f"{where}.qas")
+                if qid in answers:
                     raise XqgInputError(
-                        "question without id or answers", path=en_path, field=f"data[{a}].paragraphs[{p}].qas"
+                        f"duplicate question id {qid!r}", path=en_path, field=f"{where}.qas[{j}].id"
                     )
                 answers[qid] = tuple(dict.fromkeys(ans))
                 gold_p[qid] = docid
-                start = qa["answers"][0].get("answer_start", 0)
+                start = given[0].get("answer_start", 0)
+                if not _is_int(start):
+                    raise XqgInputError(
+                        f"expected an integer offset, got {start!r}",
+                        path=en_path,
+                        field=f"{where}.qas[{j}].answers[0].answer_start",
+                    )
                 s_idx = next((s for s, (b, e) in enumerate(breaks) if b <= start < e), 0)
                 gold_s[qid] = f"{docid}-{s_idx}"
                 order.append(qid)
@@ -140,11 +189,11 @@ def load_xquad_r(
         path = root / f"{lang}.json"
         data = _load_json(path)
         texts: dict[str, str] = {}
-        for a, art in enumerate(data["data"]):
-            for p, para in enumerate(art.get("paragraphs", [])):
-                for qa in para.get("qas", []):
+        for a, art in enumerate(_objects(data, "data", path, "")):
+            for p, para in enumerate(_objects(art, "paragraphs", path, f"data[{a}]")):
+                for qa in _objects(para, "qas", path, f"data[{a}].paragraphs[{p}]"):
                     qid, text = qa.get("id"), qa.get("question")
-                    if qid not in answers:
+                    if not isinstance(qid, str) or qid not in answers:
                         raise XqgInputError(
                             f"question id {qid!r} is not in en.json (files must be parallel)",
                             path=path,
@@ -234,7 +283,7 @@ def build_xquad_r(
         inputs=inputs,
         code_version=CODE_VERSION,
     )
-    if not art.complete:
+    if not complete_or_claim(art):
         bench = load_xquad_r(root, langs, split)
         with staged_artifact(art) as staging:
             counts = _write(bench, _paths(staging.path, langs, {}))

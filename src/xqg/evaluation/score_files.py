@@ -25,15 +25,26 @@ from xqg.evaluation.xor_rule import DEFAULT_KS
 _NAME_SUFFIXES = (".gz", ".json", ".jsonl", ".tsv", ".txt", ".trec", ".run", ".tevatron")
 
 
-def input_kind(path: str | Path) -> str:
+def input_kind(path: str | Path, what: str = "predictions/run file") -> str:
     """``predictions`` (a JSON array / JSONL of ``{id, lang, ctxs}``) or ``run`` (Tevatron/TREC lines), from the
-    first bytes of the (maybe gzipped) content."""
+    first bytes of the (maybe gzipped) content; an empty file is neither (one error naming it)."""
     try:
-        with open_binary(path) as f:
+        with open_binary(path, what=what) as f:
             head = f.read(4096)
+            while head and not head.strip() and len(head) < (1 << 20):
+                more = f.read(4096)
+                if not more:
+                    break
+                head += more
     except (OSError, EOFError) as e:
         raise XqgInputError(f"cannot read ({e})", path=path) from None
     first = head.lstrip()[:1]
+    if not first:
+        raise XqgInputError(
+            f"empty {what}: expected predictions (JSON [{{id, lang, ctxs}}] or JSONL) or a run "
+            "(Tevatron/TREC lines)",
+            path=path,
+        )
     return "predictions" if first in (b"[", b"{") else "run"
 
 
@@ -65,6 +76,40 @@ class ScoreOptions:
     level: float = 0.05
     decimals: int = 2
     details: bool = False
+
+    def check(self, names: Mapping[str, str] | None = None) -> ScoreOptions:
+        """Raise one :class:`XqgInputError` for the first value out of range, naming it as the front spells it
+        (``names``: option -> ``--flag`` or config key), before any file is read; returns ``self``."""
+        names = names or {}
+        for option, message in self.problems():
+            raise XqgInputError(message, field=names.get(option, option))
+        return self
+
+    def problems(self) -> list[tuple[str, str]]:
+        """(option, what is wrong) for every value out of range (empty when all are valid)."""
+        out: list[tuple[str, str]] = []
+        ks = list(self.ks)
+        if not ks or not all(_is_int(k) and k > 0 for k in ks):
+            out.append(("ks", f"must be positive integers (thousands of tokens), got {ks!r}"))
+        if not _is_int(self.permutations) or self.permutations < 1:
+            out.append(("permutations", f"must be an integer >= 1, got {self.permutations!r}"))
+        if not _is_int(self.seed) or not 0 <= self.seed < 2**32:
+            out.append(("seed", f"must be an integer in [0, 2**32), got {self.seed!r}"))
+        if isinstance(self.level, bool) or not isinstance(self.level, int | float) or not 0 < self.level < 1:
+            out.append(("level", f"must be a significance level in (0, 1), got {self.level!r}"))
+        if not _is_int(self.decimals) or not 0 <= self.decimals <= 10:
+            out.append(("decimals", f"must be an integer in 0..10, got {self.decimals!r}"))
+        if self.workers is not None and (not _is_int(self.workers) or self.workers < 0):
+            out.append(("workers", f"must be 0 (all cores) or a positive integer, got {self.workers!r}"))
+        tests = list(self.tests)
+        bad = [t for t in tests if t not in TESTS]
+        if bad or len(set(tests)) != len(tests):
+            out.append(("tests", f"must be distinct names from {list(TESTS)}, got {tests!r}"))
+        return out
+
+
+def _is_int(x: object) -> bool:
+    return isinstance(x, int) and not isinstance(x, bool)
 
 
 @dataclass
@@ -172,11 +217,17 @@ def score_and_compare(
     system: str | Path,
     *,
     other: str | Path | None = None,
-    corpus: str | Path | None = None,
+    corpus: str | Path | Sequence[str | Path] | None = None,
     options: ScoreOptions | None = None,
 ) -> ScoreReport:
     """Score ``system`` (and ``other``); with ``other``, paired tests of ``other`` against ``system``."""
-    o = options or ScoreOptions()
+    o = (options or ScoreOptions()).check()
+    kinds = [input_kind(system)] + ([input_kind(other, "compare file")] if other is not None else [])
+    if "run" in kinds and corpus is None:
+        bad = system if kinds[0] == "run" else other
+        raise XqgInputError(
+            "this is a run file: scoring it needs the corpus (--corpus / score.corpus)", path=bad
+        )
     store = open_corpus(corpus, o.cache_dir) if corpus is not None else None
     name_a = system_name(system)
     results = {name_a: score_file(system, questions, corpus=store, options=o)}

@@ -44,7 +44,10 @@ Ranked = Sequence[Any]  # [(docid, score), ...] or [docid, ...], best first
 
 def _questions_from(questions: str | Path | Sequence[Question]) -> tuple[list[Question], str]:
     if isinstance(questions, str | Path):
-        return read_xor_questions(questions), str(questions)
+        qs = read_xor_questions(questions)
+        if not qs:
+            raise XqgInputError("no questions in the question file (it is empty)", path=questions)
+        return qs, str(questions)
     qs = list(questions)
     seen: set[str] = set()
     for q in qs:
@@ -107,6 +110,8 @@ def _plan(
         items.append(Item(qid, lang, spans, keys))
     if mismatch:
         log.warning("%s", mismatch_message(mismatch))
+    if not items:
+        raise XqgInputError(_nothing_to_score(len(entries), len(skipped), kind, q_src), path=p_src)
     result = EvalResult(
         ks=(),
         counts=counts,
@@ -120,6 +125,22 @@ def _plan(
         kind=kind,
     )
     return items, result
+
+
+def _nothing_to_score(n_entries: int, n_skipped: int, kind: str, q_src: str) -> str:
+    """Why an evaluation set is empty (R@kt of no question is undefined, never 0)."""
+    if n_entries == 0:
+        return (
+            "nothing to score: the run has no entries"
+            if kind == "run"
+            else "nothing to score: no predictions"
+        )
+    if n_skipped:
+        return (
+            f"nothing to score: the answers of all {n_skipped} questions of {q_src} that the {kind} covers are "
+            "yes/no, which the official rule skips"
+        )
+    return f"nothing to score: none of the {n_entries} ids of the {kind} is a question of {q_src}"
 
 
 def _check_ks(ks: Iterable[int]) -> tuple[int, ...]:

@@ -65,6 +65,8 @@ def paired_randomization(
     d: Sequence[float], permutations: int = 10_000, seed: int = 0, chunk: int = 2_000
 ) -> TestResult:
     """Two-sided sign-flip randomisation test of mean(d) = 0 (exact when it is cheap, else seeded Monte Carlo)."""
+    if permutations < 1:
+        raise ValueError(f"permutations must be >= 1, got {permutations}")
     x = np.asarray(d, dtype=np.float64)
     n = int(x.size)
     obs = float(x.mean()) if n else 0.0
@@ -147,6 +149,10 @@ def compare(
     bad = [t for t in tests if t not in TESTS]
     if bad:
         raise XqgInputError(f"unknown significance test(s) {bad}; choose from {list(TESTS)}", field="tests")
+    if isinstance(permutations, bool) or not isinstance(permutations, int) or permutations < 1:
+        raise XqgInputError(f"must be an integer >= 1, got {permutations!r}", field="permutations")
+    if not 0 < level < 1:
+        raise XqgInputError(f"must be a significance level in (0, 1), got {level!r}", field="level")
     ks = [k for k in a.ks if k in b.ks]
     if not ks:
         raise XqgInputError(f"the two results share no k (a: {a.ks}, b: {b.ks})", field="ks")

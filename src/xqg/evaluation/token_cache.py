@@ -24,6 +24,7 @@ import pyarrow.parquet as pq
 from tqdm.auto import tqdm
 
 from xqg.core.artifacts import ArtifactDir, atomic_path, fingerprint
+from xqg.core.workers import end_with_parent
 from xqg.evaluation.xor_rule import Tokens, tokenize_text
 
 log = logging.getLogger(__name__)
@@ -41,7 +42,8 @@ def available_cores() -> int:
         return os.cpu_count() or 1
 
 
-def _init_worker(nltk_paths: list[str]) -> None:
+def _init_worker(nltk_paths: list[str], run_pid: int) -> None:
+    end_with_parent(run_pid)  # no orphan workers when the run is killed (kill -9 included)
     for p in nltk_paths:
         if p not in nltk.data.path:
             nltk.data.path.append(p)
@@ -57,6 +59,7 @@ class ParallelTokenizer:
 
     A ``ProcessPoolExecutor`` rather than ``multiprocessing.Pool``: when a worker dies (killed, out of memory)
     the executor reports it instead of waiting forever; the rest is then tokenised here, by the same tokenizer.
+    When this process dies (``kill -9`` included) the workers end too (:func:`xqg.core.workers.end_with_parent`).
     """
 
     def __init__(self, cap: int, workers: int | None = None) -> None:
@@ -78,7 +81,10 @@ class ParallelTokenizer:
             methods = multiprocessing.get_all_start_methods()
             ctx = multiprocessing.get_context("forkserver" if "forkserver" in methods else "spawn")
             self._pool = ProcessPoolExecutor(
-                self.workers, mp_context=ctx, initializer=_init_worker, initargs=(list(nltk.data.path),)
+                self.workers,
+                mp_context=ctx,
+                initializer=_init_worker,
+                initargs=(list(nltk.data.path), os.getpid()),
             )
         return self._pool
 

@@ -22,6 +22,7 @@ from tokenizers import Tokenizer, decoders, models, normalizers, pre_tokenizers,
 from transformers import BertConfig, BertModel, PreTrainedTokenizerFast
 
 from xqg.core.artifacts import ArtifactDir
+from xqg.core.locking import complete_or_claim
 from xqg.models.biencoder import quiet_hf_progress
 
 CODE_VERSION = "2"
@@ -166,7 +167,7 @@ def tiny_bert_backbone(
         inputs={"texts": texts_fingerprint},
         code_version=CODE_VERSION,
     )
-    if art.complete:
+    if complete_or_claim(art):
         return art.path
     quiet_hf_progress()
     out = art.begin()

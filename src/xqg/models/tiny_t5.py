@@ -22,6 +22,7 @@ from tokenizers import Tokenizer, decoders, models, normalizers, pre_tokenizers,
 from transformers import PreTrainedTokenizerFast, T5Config, T5ForConditionalGeneration
 
 from xqg.core.artifacts import ArtifactDir
+from xqg.core.locking import complete_or_claim
 
 CODE_VERSION = "2"
 PAD, EOS, UNK = "<pad>", "</s>", "<unk>"
@@ -115,7 +116,7 @@ def tiny_t5_checkpoint(config: TinyT5Config | None, texts: Iterable[str], cache_
         inputs={"texts": h.hexdigest()[:16]},
         code_version=CODE_VERSION,
     )
-    if art.complete:
+    if complete_or_claim(art):
         return art.path
     art.begin()
     tokenizer = train_tokenizer(texts, cfg.vocab_size)

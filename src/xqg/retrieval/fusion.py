@@ -132,9 +132,15 @@ class FusionTransform:
         self.sums.groups_for(self.fusion.languages)
 
     def __call__(self, row_offset: int, ids: Sequence[str], chunk: np.ndarray) -> np.ndarray:
+        self.check_rows(row_offset, ids, chunk.shape[0])
+        return fuse(chunk, self.sums, self.fusion, row_offset)
+
+    def check_rows(self, row_offset: int, ids: Sequence[str], rows: int) -> None:
+        """Raise unless the chunk's first and last docids are the sums' rows there (the torch search's device
+        fusion calls this too)."""
         if self.check_ids and len(ids):
-            if len(ids) != chunk.shape[0]:
-                raise ValueError(f"{len(ids)} ids for a chunk of {chunk.shape[0]} rows")
+            if len(ids) != rows:
+                raise ValueError(f"{len(ids)} ids for a chunk of {rows} rows")
             last = row_offset + len(ids) - 1
             if (
                 last >= self.sums.rows
@@ -146,4 +152,3 @@ class FusionTransform:
                     "they were built for another embedding store",
                     field="augmentation",
                 )
-        return fuse(chunk, self.sums, self.fusion, row_offset)

@@ -18,6 +18,7 @@ from tqdm.auto import tqdm
 
 from xqg.core.artifacts import ArtifactDir
 from xqg.core.errors import MissingResourceError, XqgInputError
+from xqg.core.locking import complete_or_claim
 from xqg.core.sharded import ShardFiles, ShardPlan
 from xqg.retrieval.embeddings import ids_array
 from xqg.retrieval.query_sums import (
@@ -111,7 +112,7 @@ def build_query_sums(
     """
     cfg = cfg or QuerySumsConfig()
     art = query_sums_artifact(cache_dir, cfg, docids=docids, inputs=inputs)
-    if art.complete:
+    if complete_or_claim(art):
         return QuerySums.open(art.path)
     rows = len(docids)
     if rows == 0:
@@ -333,6 +334,7 @@ def ensure_query_sums(
     def embed(texts: list[str]) -> np.ndarray:
         return retriever.encode(texts, "query", max_len=max_len, batch_size=batch_size)
 
+    embed_batch = max(batch_size * 16, 1024)
     return build_query_sums(
         generated,
         embed,
@@ -343,7 +345,9 @@ def ensure_query_sums(
             "retriever": str(retriever.fingerprint),
             "generated": str(generated.fingerprint),
             "passages": str(passages.fingerprint),
+            # the encoder's batches (texts embedded together) change the sums' last bits, as for passages
+            "query_batching": f"{embed_batch}/{batch_size}/{max_len}",
         },
-        embed_batch=max(batch_size * 16, 1024),
+        embed_batch=embed_batch,
         source=str(getattr(generated, "path", "generated queries")),
     )

@@ -14,9 +14,11 @@ from pathlib import Path
 from typing import Any
 
 from xqg.core.artifacts import ArtifactDir, fingerprint
+from xqg.core.locking import complete_or_claim
 from xqg.data.formats.runs import Run, read_run, write_run
 from xqg.retrieval.embeddings import EmbeddingStore
 from xqg.retrieval.index import Transform, search
+from xqg.retrieval.torch_search import SearchBackend, resolve_backend
 
 log = logging.getLogger(__name__)
 KIND = "runs"
@@ -32,6 +34,7 @@ def search_questions(
     transform: Transform | None = None,
     chunk_rows: int = 262_144,
     device: str = "auto",
+    backend: str | SearchBackend = "auto",
 ) -> Run:
     """Exact top-``depth`` search for the questions ``qids`` (a subset of the query store, in store order)."""
     all_ids = list(queries.ids)
@@ -40,7 +43,15 @@ def search_questions(
     matrix = queries.load()
     if len(rows) != len(all_ids):
         matrix = matrix[rows]
-    result = search(matrix, passages, int(depth), transform=transform, chunk_rows=chunk_rows, device=device)
+    result = search(
+        matrix,
+        passages,
+        int(depth),
+        transform=transform,
+        chunk_rows=chunk_rows,
+        device=device,
+        backend=backend,
+    )
     return result.to_run([all_ids[i] for i in rows])
 
 
@@ -56,18 +67,24 @@ def cached_search(
     extra_inputs: Mapping[str, str] | None = None,
     chunk_rows: int = 262_144,
     device: str = "auto",
+    backend: str | SearchBackend = "auto",
 ) -> Run:
     """:func:`search_questions`, reused from ``<cache>/runs/<fp>/`` when the same search was run before.
     ``fusion`` (the fusion setting's JSON, None for the baseline) and ``extra_inputs`` (e.g. the query sums'
-    fingerprint) must identify what ``transform`` does."""
+    fingerprint) must identify what ``transform`` does. A half-precision torch backend adds its
+    ``run_key`` to the fingerprint; fp32 backends (faiss, torch on the CPU) share one run."""
+    how = backend if isinstance(backend, SearchBackend) else resolve_backend(backend, device)
+    config = {
+        "depth": int(depth),
+        "fusion": dict(fusion) if fusion is not None else None,
+        "questions": fingerprint(sorted(qids)),
+    }
+    if how.run_key is not None:
+        config["search"] = how.run_key
     art = ArtifactDir.for_spec(
         cache_dir,
         KIND,
-        config={
-            "depth": int(depth),
-            "fusion": dict(fusion) if fusion is not None else None,
-            "questions": fingerprint(sorted(qids)),
-        },
+        config=config,
         inputs={
             "passages": str(passages.fingerprint),
             "queries": str(queries.fingerprint),
@@ -76,11 +93,11 @@ def cached_search(
         code_version=CODE_VERSION,
     )
     path = art.path / "run.tsv"
-    if art.complete:
+    if complete_or_claim(art):
         log.info("reusing cached run %s", path)
         return read_run(path)
     ranked = search_questions(
-        queries, qids, passages, depth, transform=transform, chunk_rows=chunk_rows, device=device
+        queries, qids, passages, depth, transform=transform, chunk_rows=chunk_rows, device=device, backend=how
     )
     art.begin()
     write_run(path, ranked, fmt="tevatron")

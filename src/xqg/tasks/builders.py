@@ -1,8 +1,10 @@
 """Lightning objects from ``_target_`` config nodes (``trainer``, ``callbacks``), with narrow execution whitelists.
 
 Hydra's ``instantiate`` builds them, so any ``pytorch_lightning.Trainer`` argument or callback works from the
-command line with no list of accepted keys kept here; the whitelists refuse every other target, so a config can
-never name arbitrary code. The task passes what it owns (epochs, loggers, its callbacks, the run folder).
+command line with no list of accepted keys kept here; the whitelists (named classes, :mod:`xqg.tasks.targets`,
+replacing the entry point's list rather than adding to it) refuse every other target, nested ones included, so a
+config can never name arbitrary code. The task passes what it owns (epochs, loggers, its callbacks, the run
+folder).
 """
 
 from __future__ import annotations
@@ -14,14 +16,13 @@ from typing import Any
 import pytorch_lightning as pl
 import torch
 from hydra.errors import InstantiationException
-from hydra.utils import instantiate
+from hydra.utils import execution_whitelist, instantiate
 from pytorch_lightning.callbacks import Callback, ModelCheckpoint
 
 from xqg.core.errors import XqgInputError
 from xqg.core.progress import bars_enabled
+from xqg.tasks.targets import CALLBACK_TARGETS, TRAINER_TARGETS, refusal_line
 
-TRAINER_TARGETS = ["pytorch_lightning.Trainer", "lightning.pytorch.Trainer"]
-CALLBACK_TARGETS = ["pytorch_lightning.callbacks.*", "lightning.pytorch.callbacks.*"]
 TARGET = "_target_"
 
 
@@ -52,9 +53,16 @@ def build_trainer(trainer: Mapping[str, Any], **owned: Any) -> pl.Trainer:
         node["enable_progress_bar"] = bars_enabled()
     node.setdefault("num_sanity_val_steps", 0)
     try:
-        return instantiate(node, _execution_whitelist_=TRAINER_TARGETS, _convert_="all", **owned)
+        trainer_obj = instantiate(
+            node, _execution_whitelist_=_only(TRAINER_TARGETS), _convert_="all", **owned
+        )
     except (InstantiationException, TypeError) as e:  # TypeError: an argument Lightning does not take
-        raise XqgInputError(_first_line(e), field="trainer") from None
+        raise XqgInputError(refusal_line(e, TRAINER_TARGETS), field="trainer") from None
+    if not isinstance(trainer_obj, pl.Trainer):  # e.g. `_partial_: true`
+        raise XqgInputError(
+            f"must build a Lightning Trainer, got {type(trainer_obj).__name__}", field="trainer"
+        )
+    return trainer_obj
 
 
 def build_callbacks(
@@ -69,11 +77,19 @@ def build_callbacks(
         if checkpoint_dir is not None and str(node[TARGET]).rsplit(".", 1)[-1] == ModelCheckpoint.__name__:
             extra["dirpath"] = str(checkpoint_dir)
         try:
-            out.append(instantiate(node, _execution_whitelist_=CALLBACK_TARGETS, _convert_="all", **extra))
+            callback = instantiate(
+                node, _execution_whitelist_=_only(CALLBACK_TARGETS), _convert_="all", **extra
+            )
         except (InstantiationException, TypeError) as e:
-            raise XqgInputError(_first_line(e), field=f"callbacks.{name}") from None
+            raise XqgInputError(refusal_line(e, CALLBACK_TARGETS), field=f"callbacks.{name}") from None
+        if not isinstance(callback, Callback):  # e.g. `_partial_: true`
+            raise XqgInputError(
+                f"must build a Lightning callback, got {type(callback).__name__}", field=f"callbacks.{name}"
+            )
+        out.append(callback)
     return out
 
 
-def _first_line(e: Exception) -> str:
-    return " ".join(str(e).split())
+def _only(targets: tuple[str, ...]) -> Any:
+    """Exactly ``targets``: the entry point's own list (e.g. ``hydra.callbacks``' targets) is not added."""
+    return execution_whitelist(list(targets), reset=True)

@@ -1,26 +1,46 @@
 """``xqg-eval``: score XOR-Retrieve predictions or a run with the official R@kt, per language, with paired
 significance tests against a second system. The argparse front of :mod:`xqg.evaluation.score_files` (flags ->
-``ScoreOptions``). Bad input gives one line on stderr and exit code 2."""
+``ScoreOptions``). Bad input (a flag, a file, an unwritable ``--json`` or cache) gives one line on stderr and exit
+code 2, checked before any file is scored."""
 
 from __future__ import annotations
 
 import argparse
 import logging
+import os
 import sys
 from collections.abc import Sequence
 from pathlib import Path
+from typing import NoReturn
 
 from xqg.core.artifacts import atomic_write_json
-from xqg.core.errors import MissingResourceError, XqgInputError
+from xqg.core.errors import MissingResourceError, XqgInputError, place_error_message
 from xqg.evaluation.score_files import ScoreOptions, score_and_compare
 from xqg.evaluation.significance import TESTS
 from xqg.evaluation.xor_rule import DEFAULT_KS
 
 PROG = "xqg-eval"
+#: ScoreOptions field -> the flag that sets it (errors name the flag).
+FLAGS = {
+    "ks": "--k",
+    "permutations": "--permutations",
+    "seed": "--seed",
+    "level": "--level",
+    "decimals": "--decimals",
+    "workers": "--workers",
+    "tests": "--tests",
+}
+
+
+class _Parser(argparse.ArgumentParser):
+    """argparse with its usage errors as one line (``xqg-eval: error: ...; see --help``), exit code 2."""
+
+    def error(self, message: str) -> NoReturn:
+        self.exit(2, f"{self.prog}: error: {message} (see {self.prog} --help)\n")
 
 
 def build_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(
+    p = _Parser(
         prog=PROG,
         description="Official XOR-Retrieve R@kt (exact parity with eval_xor_retrieve.py), per language and macro.",
         epilog=(
@@ -79,15 +99,36 @@ def options_from_args(args: argparse.Namespace) -> ScoreOptions:
     )
 
 
+def check_output(path: str | None, flag: str) -> None:
+    """``--json``/``--cache-dir``-style destinations: fail before scoring when they cannot be written."""
+    if not path:
+        return
+    p = Path(path)
+    if flag == "--json" and p.is_dir():
+        raise XqgInputError(f"{p} is a directory; give a file name for the metrics JSON", field=flag)
+    folder = p.parent if flag == "--json" else p
+    while not folder.exists() and folder != folder.parent:
+        folder = folder.parent
+    if not folder.is_dir():
+        raise XqgInputError(f"{folder} is not a folder", field=flag)
+    if not os.access(folder, os.W_OK | os.X_OK):
+        raise XqgInputError(f"{folder} is not writable (read-only or no permission)", field=flag)
+
+
 def run(args: argparse.Namespace) -> int:
     if args.run and not args.corpus:
-        raise XqgInputError("--run needs --corpus (the passages the run's docids point into)")
+        raise XqgInputError(
+            "--run needs --corpus (the passages the run's docids point into)", field="--corpus"
+        )
+    options = options_from_args(args).check(FLAGS)
+    check_output(args.json, "--json")
+    check_output(args.cache_dir, "--cache-dir")
     report = score_and_compare(
         args.questions,
         args.predictions or args.run,
         other=args.compare,
         corpus=args.corpus,
-        options=options_from_args(args),
+        options=options,
     )
     print(report.table(fmt="markdown" if args.markdown else "text"))
     if args.json:
@@ -103,6 +144,12 @@ def main(argv: Sequence[str] | None = None) -> int:
         return run(args)
     except (XqgInputError, MissingResourceError) as e:
         print(f"{PROG}: error: {e}", file=sys.stderr)
+        return 2
+    except OSError as e:
+        message = place_error_message(e)
+        if message is None:
+            raise
+        print(f"{PROG}: error: {message}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
         print(f"{PROG}: interrupted", file=sys.stderr)

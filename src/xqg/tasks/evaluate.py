@@ -150,6 +150,7 @@ def search(settings: EvaluateSettings, inputs: Inputs, xqg: XqgSearch | None = N
         extra_inputs={"query_sums": xqg.query_sums} if xqg else None,
         chunk_rows=r.search_chunk_rows,
         device=r.device,
+        backend=r.backend,
     )
 
 

@@ -27,11 +27,15 @@ from omegaconf import DictConfig, OmegaConf
 from xqg.core.languages import XOR_LANGUAGES
 from xqg.data.bundle import DataBundle, load_data
 from xqg.data.synthetic import WorldConfig
+from xqg.evaluation.score_files import ScoreOptions
+from xqg.evaluation.significance import TESTS
 from xqg.generation.sampling import DecodingConfig
 from xqg.models.tiny_bert import TinyBertConfig
 from xqg.models.tiny_t5 import TinyT5Config
 from xqg.retrieval.fusion import Fusion
 from xqg.retrieval.query_sums import QuerySumsConfig
+from xqg.tasks.config_checks import check_settings
+from xqg.tasks.run_dirs import register_run_id_resolver
 
 T = TypeVar("T")
 
@@ -91,7 +95,9 @@ class DataSettings:
     )
     generator_pairs: Any = None  # kind files: {derive, from, languages_from}, a path, or {train, dev}
     qrels: dict[str, str] | None = None
-    source: str | None = None  # kind xquad_r: the xquad-r folder
+    source: Any = (
+        None  # kind xquad_r: the xquad-r folder, or {path: folder, url: base URL of the {lang}.json files}
+    )
     split: list[float] | None = None  # kind xquad_r: train/dev/test share of the articles
     unit: str = "paragraph"  # kind xquad_r: paragraph | sentence
 
@@ -109,6 +115,7 @@ class BackboneSettings:
 
     name: str = "tiny"
     name_or_path: str | None = None
+    revision: str | None = None  # hub revision (commit, tag, branch) of name_or_path; null: main
     pooling: str = "cls"
     shared: bool = True
     normalize: bool = False
@@ -158,6 +165,7 @@ class RecipeSettings:
 @dataclass
 class GeneratorModelSettings:
     name_or_path: str | None = None
+    revision: str | None = None  # hub revision (commit, tag, branch) of name_or_path; null: main
     tiny: TinyT5Settings | None = None  # type: ignore[valid-type]
 
 
@@ -173,6 +181,7 @@ class GeneratorTrainSettings:
     val_fraction: float = 0.05
     val_every_steps: int = 500
     num_workers: int = 0
+    checkpoint_every_n_steps: int | None = None  # resumable Lightning checkpoint; null: at every epoch end
 
 
 @dataclass
@@ -192,13 +201,16 @@ class GeneratorSettings:
     languages: list[str] = field(default_factory=lambda: list(XOR_LANGUAGES))
     num_queries: int = 5
     decoding: DecodingSettings = field(default_factory=DecodingSettings)  # type: ignore[valid-type]
-    generate_batch_size: int = 64
+    generate_batch_size: int | None = None  # None: from the GPU's memory (64 on the CPU)
     store_format: str = "parquet"
     device: str = "auto"
     precision: str = "auto"
     seed: int = 42
     shard: GenerationShardSettings = field(default_factory=GenerationShardSettings)
-    queries_source: str | None = None
+    queries_source: Any = (
+        None  # released queries: a source, a list, a glob or {path, repo, filename, revision}
+    )
+    max_missing_share: float = 0.01  # largest share of corpus passages allowed without released queries
 
 
 # -- xQG augmentation, retrieval, metrics --------------------------------------------------------------------------
@@ -247,6 +259,7 @@ class RetrievalSettings:
     shard_index: int | None = None
     chunk_size: int = 20000
     search_chunk_rows: int = 262144
+    backend: str = "auto"  # auto | torch | faiss: exact search (auto: torch on a GPU, faiss on the CPU)
     run_formats: list[str] = field(default_factory=lambda: ["tevatron", "trec"])
 
 
@@ -270,6 +283,25 @@ class MetricsSettings:
     nltk_data: str | None = None
     token_cache_dir: str | None = None
     significance: SignificanceSettings = field(default_factory=SignificanceSettings)
+
+    def score_options(self, cache_dir: str | None = None) -> ScoreOptions:
+        """The scoring options these settings ask for (``xqg-eval``'s flags are the other front)."""
+        sig = self.significance
+        return ScoreOptions(
+            ks=tuple(self.ks),
+            allow_missing=self.allow_missing,
+            allow_unknown=self.allow_unknown,
+            nltk_data=self.nltk_data,
+            cache_dir=cache_dir,
+            token_cache_dir=self.token_cache_dir,
+            workers=self.workers,
+            tests=tuple(sig.tests or TESTS),
+            permutations=sig.permutations,
+            seed=sig.seed,
+            level=sig.level,
+            decimals=self.decimals,
+            details=self.details,
+        )
 
 
 @dataclass
@@ -326,6 +358,7 @@ def register_configs() -> None:
     cs = ConfigStore.instance()
     cs.store(name="train_schema", node=TrainSettings)
     cs.store(name="evaluate_schema", node=EvaluateSettings)
+    register_run_id_resolver()  # ${xqg_run_id:} in conf/hydra/default.yaml's run folders
 
 
 def to_settings(cfg: DictConfig) -> Any:
@@ -348,14 +381,14 @@ def _hydra_output_dir_or(cfg: DictConfig) -> None:
 
 def validate(settings: Settings) -> None:
     """Build every stage-owned settings object once, so their own checks (the world, tiny models, decoding,
-    query sums, fusion) fail now, with the field named, rather than after training."""
+    query sums, fusion) fail now, with the field named, rather than after training, and check every other
+    value the config alone decides (:mod:`xqg.tasks.config_checks`)."""
     if settings.data.world is not None:
         frozen(settings.data.world, WorldConfig).validate()
     if settings.backbone.tiny is not None:
         frozen(settings.backbone.tiny, TinyBertConfig)
     if settings.generator.model.tiny is not None:
         frozen(settings.generator.model.tiny, TinyT5Config)
+    metrics = getattr(settings, "metrics", None)
+    check_settings(settings, metrics.score_options() if metrics is not None else None)
     frozen(settings.generator.decoding, DecodingConfig).generate_kwargs(settings.generator.num_queries)
-    if settings.augmentation.enabled:
-        settings.augmentation.query_sums  # noqa: B018 (validates)
-        settings.augmentation.fusion  # noqa: B018 (validates)

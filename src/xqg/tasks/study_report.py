@@ -19,6 +19,7 @@ from omegaconf import OmegaConf
 from xqg.core.artifacts import atomic_path, atomic_write_json
 from xqg.evaluation import plots
 from xqg.tasks.sweep import load_trial_records, objective_names
+from xqg.tasks.sweep_resume import prepare_resume, register_job
 from xqg.tasks.tracking import start_run
 
 log = logging.getLogger(__name__)
@@ -163,12 +164,18 @@ class StudyReportCallback(Callback):
     """Hydra callback for Optuna sweeps (``hydra.callbacks`` in ``sweeps/*.yaml``).
 
     ``on_multirun_start`` creates the sweep folder, so ``sqlite:///<sweep dir>/optuna.db`` can be opened before
-    the first job; ``on_multirun_end`` writes the study report into ``<sweep dir>/study/`` from the storage and
+    the first job, and prepares a resumed study (:func:`xqg.tasks.sweep_resume.prepare_resume`: interrupted
+    trials marked failed and re-queued, no finished grid point repeated, seeded samplers not replayed); Hydra
+    calls it before it builds the sweeper. ``on_multirun_end`` writes the study report into ``<sweep dir>/study/`` from the storage and
     the trials' ``trial.json`` (in this sweep folder and, on a resumed study, the storage's folder).
     """
 
     def on_multirun_start(self, config: Any, **kwargs: Any) -> None:
         Path(str(config.hydra.sweep.dir)).mkdir(parents=True, exist_ok=True)
+        prepare_resume(config)
+
+    def on_job_start(self, config: Any, **kwargs: Any) -> None:
+        register_job(config)  # lets a later resume tell this sweep from a killed one
 
     def on_multirun_end(self, config: Any, **kwargs: Any) -> None:
         sweeper = config.hydra.sweeper

@@ -15,13 +15,13 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
-from hydra.utils import instantiate
+from hydra.errors import InstantiationException
+from hydra.utils import execution_whitelist, instantiate
 from pytorch_lightning.loggers import CSVLogger, Logger, WandbLogger
 
 from xqg.core.errors import XqgInputError
+from xqg.tasks.targets import LOGGER_TARGETS, refusal_line
 
-#: What a ``logger`` node may instantiate (Hydra's execution whitelist): Lightning's loggers, nothing else.
-LOGGER_TARGETS = ["pytorch_lightning.loggers.*", "lightning.pytorch.loggers.*"]
 WANDB = "wandb"
 MODES = ("offline", "online")
 
@@ -59,11 +59,23 @@ def lightning_loggers(
         elif not isinstance(node, Mapping) or "_target_" not in node:
             continue
         # not recursive: the attached settings hold _target_ nodes of their own (the trainer's), never built here
-        loggers.append(
-            instantiate(node, _execution_whitelist_=LOGGER_TARGETS, _convert_="all", _recursive_=False)
-        )
+        loggers.append(_build_logger(name, node))
     csv.log_hyperparams(dict(config))
     return loggers
+
+
+def _build_logger(name: str, node: Mapping[str, Any]) -> Logger:
+    """One ``logger`` node under exactly :data:`LOGGER_TARGETS` (not added to the entry point's list)."""
+    only = execution_whitelist(list(LOGGER_TARGETS), reset=True)
+    try:
+        built = instantiate(node, _execution_whitelist_=only, _convert_="all", _recursive_=False)
+    except (InstantiationException, TypeError) as e:  # TypeError: an argument the logger does not take
+        raise XqgInputError(refusal_line(e, LOGGER_TARGETS), field=f"logger.{name}") from None
+    if not isinstance(built, Logger):  # e.g. `_partial_: true`
+        raise XqgInputError(
+            f"must build a Lightning logger, got {type(built).__name__}", field=f"logger.{name}"
+        )
+    return built
 
 
 def finish_loggers(loggers: Sequence[Logger]) -> None:

@@ -6,9 +6,15 @@ training hyperparameters, the prompt template, max lengths, the seed and the tra
 with ``train.enabled: false`` (the released ``ielabgroup/xor-tydi-docTquery-mt5-base``) is used as is.
 
 Effective batch (the paper's 128) = ``train.batch_size`` x gradient accumulation x devices; accumulation is
-derived from ``train.effective_batch_size``. Lightning's own ``.ckpt`` files are pickles, so they are not written:
-the result is ``save_pretrained`` weights (safetensors) + tokenizer + ``xqg_generator.json``. A run killed during
-training starts the training again (the checkpoint folder has no manifest until the end).
+derived from ``train.effective_batch_size``. The result is ``save_pretrained`` weights (safetensors) + tokenizer +
+``xqg_generator.json``. While training, Lightning's ``lightning/last.ckpt`` is written every
+``train.checkpoint_every_n_steps`` optimizer steps (model, optimizer, scheduler, loop counters, the place in the
+epoch, RNG states: :mod:`xqg.tasks.resume`); a killed run resumes from it, loading with ``weights_only=True``, to
+the weights of an uninterrupted run, and it is deleted once the checkpoint is complete.
+
+The fingerprint covers the Trainer arguments that change the weights
+(:func:`xqg.tasks.trainer_identity.weight_settings`: e.g. ``trainer.limit_train_batches``, precision, clipping),
+not logging, worker count or checkpoint frequency.
 """
 
 from __future__ import annotations
@@ -16,6 +22,7 @@ from __future__ import annotations
 import dataclasses
 import logging
 import math
+import shutil
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
@@ -27,22 +34,26 @@ from transformers import AutoTokenizer
 from xqg.core.artifacts import ArtifactDir
 from xqg.core.errors import MissingResourceError, XqgInputError
 from xqg.core.languages import get_language
+from xqg.core.locking import complete_or_claim
 from xqg.data.datamodules import GeneratorDataModule
 from xqg.data.formats.pairs import pairs_fingerprint, read_generator_pairs, split_pairs
 from xqg.data.records import GeneratorPair
 from xqg.models.generator_module import GeneratorModule, GeneratorSpec, missing_model_message
+from xqg.models.hub import split_revision, with_revision
 from xqg.models.tiny_t5 import CODE_VERSION as TINY_CODE_VERSION
 from xqg.models.tiny_t5 import TinyT5Config, tiny_t5_checkpoint
 from xqg.tasks.builders import build_trainer, world_size
+from xqg.tasks.resume import ExactResume, checkpoint_callback, fit, resume_path
 from xqg.tasks.schema import GeneratorSettings, Settings, frozen
 from xqg.tasks.tracking import finish_loggers, lightning_loggers
+from xqg.tasks.trainer_identity import weight_settings
 
 log = logging.getLogger(__name__)
 
 KIND = "generator"
 CODE_VERSION = "1"
 # training settings that change no weight (left out of the fingerprint)
-_NOT_IN_FINGERPRINT = ("num_workers", "val_every_steps")
+_NOT_IN_FINGERPRINT = ("num_workers", "val_every_steps", "checkpoint_every_n_steps")
 
 
 def load_pairs(settings: Settings) -> tuple[list[GeneratorPair], list[GeneratorPair] | None]:
@@ -76,17 +87,25 @@ def base_model(g: GeneratorSettings, pairs: Sequence[GeneratorPair], cache_dir: 
         raise XqgInputError(
             "set generator.model.name_or_path or generator.model.tiny", field="generator.model"
         )
-    return g.model.name_or_path
+    return with_revision(g.model.name_or_path, g.model.revision, "generator.model.revision")
 
 
 def checkpoint_artifact(
-    g: GeneratorSettings, inputs: Mapping[str, str], seed: int, cache_dir: str | Path
+    g: GeneratorSettings,
+    inputs: Mapping[str, str],
+    seed: int,
+    cache_dir: str | Path,
+    *,
+    trainer: Mapping[str, Any],
 ) -> ArtifactDir:
-    """Where the checkpoint for these settings and pairs lives (worker count and logging do not matter)."""
+    """Where the checkpoint for these settings and pairs lives (worker count and logging do not matter);
+    ``trainer`` is :func:`trainer_identity` of the run's settings."""
     train = {k: v for k, v in dataclasses.asdict(g.train).items() if k not in _NOT_IN_FINGERPRINT}
     config: dict[str, Any] = {
-        "model": dataclasses.asdict(g.model),
+        # an unpinned model keeps the fingerprint it had before `revision` existed
+        "model": {k: v for k, v in dataclasses.asdict(g.model).items() if k != "revision" or v},
         "train": train,
+        "trainer": dict(trainer),
         "prompt_template": g.prompt_template,
         "max_source_length": g.max_source_length,
         "max_target_length": g.max_target_length,
@@ -97,9 +116,14 @@ def checkpoint_artifact(
     return ArtifactDir.for_spec(cache_dir, KIND, config=config, inputs=inputs, code_version=CODE_VERSION)
 
 
+def trainer_identity(settings: Settings) -> dict[str, Any]:
+    """The Trainer settings that change the generator's weights: the ``trainer`` node with what the task owns."""
+    return weight_settings(settings.trainer, owned=trainer_arguments(settings))
+
+
 def trainer_arguments(settings: Settings) -> dict[str, Any]:
     """What the task owns on the generator's Trainer: the step budget, the accumulation that makes up the
-    effective batch, validation every ``val_every_steps`` optimizer steps, no pickled Lightning checkpoints."""
+    effective batch, validation every ``val_every_steps`` optimizer steps."""
     tr = settings.generator.train
     accumulate = max(1, math.ceil(tr.effective_batch_size / (tr.batch_size * world_size(settings.trainer))))
     owned: dict[str, Any] = {
@@ -107,7 +131,7 @@ def trainer_arguments(settings: Settings) -> dict[str, Any]:
         "max_epochs": -1,
         "min_epochs": None,
         "accumulate_grad_batches": accumulate,
-        "enable_checkpointing": False,
+        "enable_checkpointing": True,
         "check_val_every_n_epoch": None,
         "val_check_interval": tr.val_every_steps * accumulate,
         "num_sanity_val_steps": 0,
@@ -132,13 +156,15 @@ def train_or_load(settings: Settings) -> Path | str:
     if not g.train.enabled:
         if not g.model.name_or_path:
             raise XqgInputError("train.enabled is false but no model.name_or_path", field="generator.model")
-        return g.model.name_or_path
+        return with_revision(g.model.name_or_path, g.model.revision, "generator.model.revision")
     pairs, val = load_pairs(settings)
     if val is None:
         pairs, val = split_pairs(pairs, g.train.val_fraction)
     inputs = {"train_pairs": pairs_fingerprint(pairs), "val_pairs": pairs_fingerprint(val)}
-    art = checkpoint_artifact(g, inputs, settings.seed, settings.paths.cache_dir)
-    if art.complete:
+    art = checkpoint_artifact(
+        g, inputs, settings.seed, settings.paths.cache_dir, trainer=trainer_identity(settings)
+    )
+    if complete_or_claim(art):
         log.info("generator checkpoint found: %s", art.path)
         return art.path
     return train(settings, pairs, val, art)
@@ -155,7 +181,8 @@ def train(
     pl.seed_everything(seed, workers=True)
     base = base_model(g, [*train_pairs, *val_pairs], settings.paths.cache_dir)
     try:
-        tokenizer = AutoTokenizer.from_pretrained(base)
+        name, revision = split_revision(base)
+        tokenizer = AutoTokenizer.from_pretrained(name, revision=revision)
     except OSError as e:
         raise MissingResourceError(missing_model_message(base, e)) from None
     dm = GeneratorDataModule(
@@ -182,9 +209,13 @@ def train(
     run_dir = art.begin() / "logs"
     config = dataclasses.asdict(settings)
     loggers = lightning_loggers(settings.logger, run_dir, config=config, job_type="train_generator")
-    trainer = build_trainer(settings.trainer, logger=loggers, default_root_dir=str(run_dir), **owned)
+    ckpt_dir = art.path / "lightning"
+    callbacks = [checkpoint_callback(ckpt_dir, g.train.checkpoint_every_n_steps), ExactResume()]
+    trainer = build_trainer(
+        settings.trainer, logger=loggers, callbacks=callbacks, default_root_dir=str(run_dir), **owned
+    )
     try:
-        trainer.fit(module, datamodule=dm)
+        fit(trainer, module, dm, resume_path(ckpt_dir, "generator"))
         val_loss = None
         if val_pairs:
             val_loss = float(trainer.validate(module, datamodule=dm, verbose=False)[0]["val_loss"])
@@ -210,6 +241,7 @@ def train(
                 "accumulate_grad_batches": owned["accumulate_grad_batches"],
             },
         )
+        shutil.rmtree(ckpt_dir, ignore_errors=True)  # complete: nothing to resume any more
     log.info("generator trained: %s (val_loss %s)", art.path, val_loss)
     return art.path
 

@@ -5,10 +5,12 @@ config, tokenizer, ``xqg_retriever.json``) at its root, Lightning's ``lightning/
 ``manifest.json`` written last. The fingerprint covers the backbone (hub name, or the content of a local
 folder), the training data's content, the embedding spec (pooling, sharing, normalisation, temperature, max
 lengths), the recipe (batch size, passages per query, lr, epochs, warmup, weight decay, seed, dev hold-out),
-what changes the optimisation on the trainer side (precision, world size, accumulation, clipping, step limits)
-and the code version. ``evaluate.py`` calls :func:`train_or_load` and reuses a model only when all of these
+the Trainer arguments that change the weights (:func:`xqg.tasks.trainer_identity.weight_settings`: precision,
+world size, accumulation, clipping, step and batch limits, ...; not logging or checkpoint frequency) and the code
+version. ``evaluate.py`` calls :func:`train_or_load` and reuses a model only when all of these
 match; a changed hyperparameter trains a new one. A killed run resumes from ``last.ckpt`` (saved every epoch,
-or every ``train.checkpoint_every_n_steps``).
+or every ``train.checkpoint_every_n_steps``; loaded with ``weights_only``) to the weights of an uninterrupted
+run: the checkpoint holds the place in the epoch and the RNG states too (:mod:`xqg.tasks.resume`).
 
 ``train.source`` picks the training file: ``xor`` (the data's cross-lingual file, e.g. XOR-TyDi) or
 ``english`` (its English file, e.g. NQ: the paper's zero-shot setting).
@@ -32,18 +34,22 @@ from lightning_fabric.utilities.rank_zero import rank_zero_only
 
 from xqg.core.artifacts import ArtifactDir, atomic_write_json, file_fingerprint, fingerprint
 from xqg.core.errors import MissingResourceError, XqgInputError
+from xqg.core.locking import complete_or_claim
 from xqg.data.bundle import DataBundle
 from xqg.data.datamodules import ContrastiveDataModule
 from xqg.data.dev_set import build_dev_set, split_heldout
 from xqg.data.formats.tevatron import iter_tevatron
 from xqg.data.records import passage_text
 from xqg.models.biencoder import BiEncoder, RetrieverSpec, load_tokenizer
+from xqg.models.hub import with_revision
 from xqg.models.retriever_module import RetrieverModule
 from xqg.models.tiny_bert import TinyBertConfig, tiny_bert_backbone
 from xqg.retrieval.dev_check import DevRetrievalCheck
-from xqg.tasks.builders import build_callbacks, build_trainer, world_size
+from xqg.tasks.builders import build_callbacks, build_trainer
+from xqg.tasks.resume import LAST, ExactResume, fit, resume_path
 from xqg.tasks.schema import BackboneSettings, Settings, frozen
 from xqg.tasks.tracking import finish_loggers, lightning_loggers
+from xqg.tasks.trainer_identity import weight_settings
 
 log = logging.getLogger(__name__)
 
@@ -52,16 +58,6 @@ KIND = "retriever"
 CODE_VERSION = "1"
 SOURCES = ("xor", "english")
 DEV_SOURCES = ("auto", "heldout", "train", "none")
-# Trainer keys that change the trained weights (the rest, e.g. logging frequency, do not).
-_TRAINER_KEYS_THAT_MATTER = (
-    "precision",
-    "accumulate_grad_batches",
-    "gradient_clip_val",
-    "gradient_clip_algorithm",
-    "max_steps",
-    "limit_train_batches",
-    "deterministic",
-)
 _SPEC_KEYS = ("pooling", "shared", "normalize", "temperature", "q_max_len", "p_max_len")
 _RECIPE_KEYS = (
     "source",
@@ -163,10 +159,11 @@ def resolve_backbone(settings: Settings, data: TrainData) -> tuple[str, str]:
     built from the training text (``backbone.name_or_path: null`` with a ``backbone.tiny`` block)."""
     bb = settings.backbone
     if bb.name_or_path:
+        name = with_revision(bb.name_or_path, bb.revision, "backbone.revision")  # owner/name@revision
         p = Path(bb.name_or_path).expanduser()
         if p.is_dir():
             return str(p), f"dir:{_folder_identity(p)}"
-        return bb.name_or_path, f"hub:{bb.name_or_path}"
+        return name, f"hub:{name}"
     if bb.tiny is None:
         raise XqgInputError(
             "set backbone.name_or_path (hub name or folder) or a backbone.tiny block",
@@ -189,8 +186,7 @@ def resolve_backbone(settings: Settings, data: TrainData) -> tuple[str, str]:
 
 # -- the artifact --------------------------------------------------------------------------------------------
 def retriever_artifact(settings: Settings, data: TrainData, backbone_identity: str) -> ArtifactDir:
-    trainer_part: dict[str, Any] = {k: settings.trainer.get(k) for k in _TRAINER_KEYS_THAT_MATTER}
-    trainer_part["world_size"] = world_size(settings.trainer)
+    trainer_part = weight_settings(settings.trainer, owned=_owned_trainer_arguments(settings))
     config = {
         "backbone": backbone_identity,
         "spec": {k: getattr(settings.backbone, k) for k in _SPEC_KEYS},
@@ -200,6 +196,11 @@ def retriever_artifact(settings: Settings, data: TrainData, backbone_identity: s
     return ArtifactDir.for_spec(
         settings.paths.cache_dir, KIND, config=config, inputs=data.identity, code_version=CODE_VERSION
     )
+
+
+def _owned_trainer_arguments(settings: Settings) -> dict[str, Any]:
+    """The Trainer arguments the task sets over the config's ``trainer`` node (that change the weights)."""
+    return {"max_epochs": settings.train.epochs}
 
 
 def artifact_for(settings: Settings) -> ArtifactDir:
@@ -220,7 +221,7 @@ def train_or_load(settings: Settings, run_dir: str | Path | None = None) -> Path
     data = resolve_train_data(settings)
     backbone, identity = resolve_backbone(settings, data)
     art = retriever_artifact(settings, data, identity)
-    if art.complete:
+    if complete_or_claim(art):
         log.info("retriever checkpoint found: %s", art.path)
         _link_run(run_dir, art)
         return art.path
@@ -271,7 +272,7 @@ def _fit_and_export(
         adam_eps=tr.adam_eps,
         gather_across_devices=tr.gather_across_devices,
     )
-    callbacks = build_callbacks(settings.callbacks, checkpoint_dir=art.path / "lightning")
+    callbacks = [*build_callbacks(settings.callbacks, checkpoint_dir=art.path / "lightning"), ExactResume()]
     dev = None
     if data.dev_path is not None and dev_cfg.source != "none":
         dev = build_dev_set(
@@ -304,17 +305,14 @@ def _fit_and_export(
     loggers = lightning_loggers(settings.logger, folder, config=config, job_type="train_retriever")
     trainer = build_trainer(
         settings.trainer,
-        max_epochs=tr.epochs,
+        **_owned_trainer_arguments(settings),
         logger=loggers,
         callbacks=callbacks,
         default_root_dir=str(folder),
     )
-    last = art.path / "lightning" / "last.ckpt"
-    resume = str(last) if last.exists() else None
-    if resume:
-        log.info("resuming retriever training from %s", resume)
+    last = art.path / "lightning" / LAST
     try:
-        trainer.fit(module, datamodule=dm, ckpt_path=resume)
+        fit(trainer, module, dm, resume_path(last.parent, "retriever"))
     finally:
         finish_loggers(loggers)
     if trainer.is_global_zero:

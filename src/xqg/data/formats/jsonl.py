@@ -5,13 +5,14 @@ from __future__ import annotations
 
 import gzip
 import json
+import zlib
 from collections.abc import Iterable, Iterator, Mapping
 from pathlib import Path
 from typing import IO, Any
 
 from xqg.core.artifacts import atomic_path
 from xqg.core.errors import XqgInputError
-from xqg.core.io import open_text
+from xqg.core.io import open_binary
 
 
 def iter_jsonl(path: str | Path) -> Iterator[tuple[int, dict[str, Any]]]:
@@ -22,16 +23,20 @@ def iter_jsonl(path: str | Path) -> Iterator[tuple[int, dict[str, Any]]]:
 
 def iter_jsonl_lines(path: str | Path) -> Iterator[tuple[int, str, dict[str, Any]]]:
     """Like :func:`iter_jsonl`, with each line's raw text too (for readers that keep lines, not objects)."""
-    with open_text(path) as f:
+    with open_binary(path) as f:
         yield from parse_jsonl_lines(f, path)
 
 
-def parse_jsonl_lines(lines: Iterable[str], path: str | Path) -> Iterator[tuple[int, str, dict[str, Any]]]:
-    """The one JSONL parse loop: ``(line_number, raw line, object)`` per non-blank line of ``lines`` (an open file
-    or text already read); errors name ``path`` and the line."""
+def parse_jsonl_lines(
+    lines: Iterable[str] | Iterable[bytes], path: str | Path
+) -> Iterator[tuple[int, str, dict[str, Any]]]:
+    """The one JSONL parse loop: ``(line_number, raw line, object)`` per non-blank line of ``lines`` (an open
+    binary file, decoded line by line so bad UTF-8 is reported on its own line, or text already split); errors
+    name ``path`` and the line."""
     lineno = 0
     try:
-        for lineno, line in enumerate(lines, start=1):
+        for lineno, raw in enumerate(lines, start=1):
+            line = raw.decode("utf-8") if isinstance(raw, bytes) else raw
             if not line.strip():
                 continue
             try:
@@ -46,8 +51,8 @@ def parse_jsonl_lines(lines: Iterable[str], path: str | Path) -> Iterator[tuple[
                 )
             yield lineno, line, obj
     except UnicodeDecodeError as e:
-        raise XqgInputError(f"not valid UTF-8 ({e.reason})", path=path, line=lineno + 1) from None
-    except (EOFError, gzip.BadGzipFile) as e:
+        raise XqgInputError(f"not valid UTF-8 ({e.reason})", path=path, line=max(lineno, 1)) from None
+    except (EOFError, gzip.BadGzipFile, zlib.error) as e:
         raise XqgInputError(f"truncated or corrupt gzip ({e})", path=path, line=lineno + 1) from None
 
 

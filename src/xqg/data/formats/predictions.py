@@ -5,6 +5,7 @@ naming file and line."""
 from __future__ import annotations
 
 import json
+import zlib
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any, NamedTuple
@@ -75,7 +76,7 @@ def read_predictions(path: str | Path) -> list[Prediction]:
             text = f.read()
     except UnicodeDecodeError as e:
         raise XqgInputError(f"not valid UTF-8 ({e.reason})", path=p) from None
-    except (EOFError, OSError) as e:
+    except (EOFError, OSError, zlib.error) as e:
         raise XqgInputError(f"cannot read ({e})", path=p) from None
     stripped = text.lstrip()
     preds: list[Prediction] = []
@@ -99,7 +100,7 @@ def read_predictions(path: str | Path) -> list[Prediction]:
                 ) from None
             lines.append(None)
     elif stripped.startswith("{"):
-        for lineno, _raw, obj in parse_jsonl_lines(text.splitlines(), p):
+        for lineno, _raw, obj in parse_jsonl_lines(text.split("\n"), p):
             preds.append(validate_prediction(obj, p, lineno, ""))
             lines.append(lineno)
     elif not stripped:

@@ -10,6 +10,7 @@ from __future__ import annotations
 import gzip
 import io
 import math
+import zlib
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import IO
@@ -55,8 +56,13 @@ def _bad_line(p: Path, lineno: int, fields: list[str], fmt: str) -> XqgInputErro
         score = float(score_s)
     except ValueError:
         return XqgInputError(f"score {score_s!r} is not a number", path=p, line=lineno, field="score")
-    if math.isnan(score):
-        return XqgInputError("score is NaN", path=p, line=lineno, field="score")
+    if not math.isfinite(score):
+        return XqgInputError(
+            f"score {score_s!r} is not finite (NaN or infinity would rank arbitrarily)",
+            path=p,
+            line=lineno,
+            field="score",
+        )
     return XqgInputError("cannot parse line", path=p, line=lineno)  # pragma: no cover
 
 
@@ -68,12 +74,12 @@ def read_run(path: str | Path) -> Run:
             lines = f.read().split("\n")
     except UnicodeDecodeError as e:
         raise XqgInputError(f"not valid UTF-8 ({e.reason})", path=p) from None
-    except (EOFError, gzip.BadGzipFile) as e:
+    except (EOFError, gzip.BadGzipFile, zlib.error) as e:
         raise XqgInputError(f"truncated or corrupt gzip ({e})", path=p) from None
     fmt: str | None = None
     # qid -> [(score, order, docid, line)]
     rows: dict[str, list[tuple[float, int, str, int]]] = {}
-    isnan = math.isnan
+    isfinite = math.isfinite
     for lineno, line in enumerate(lines, start=1):
         fields = line.split()
         if not fields:
@@ -97,7 +103,7 @@ def read_run(path: str | Path) -> Run:
                     raise ValueError
                 order = int(rank_s)
             score = float(score_s)
-            if isnan(score):
+            if not isfinite(score):
                 raise ValueError
         except ValueError:
             raise _bad_line(p, lineno, fields, fmt) from None
@@ -152,6 +158,10 @@ def write_run(
                                 f"{name} {value!r} is empty or contains whitespace", field=name
                             )
                     s = repr(float(score))
+                    if not math.isfinite(float(score)):
+                        raise XqgInputError(
+                            f"score of {docid!r} for query {qid!r} is not finite ({s})", field="score"
+                        )
                     if fmt == "tevatron":
                         f.write(f"{qid}\t{docid}\t{s}\n")
                     else:
