@@ -11,32 +11,18 @@ from pathlib import Path
 
 from xqg.core.artifacts import atomic_write_json
 from xqg.core.errors import XqgInputError
+from xqg.data.sources import resolve_source, resolve_sources
 from xqg.evaluation.result import metric_name
 from xqg.evaluation.score_files import ScoreOptions, score_and_compare
-from xqg.evaluation.significance import TESTS
+from xqg.tasks.config_checks import METRICS_KEYS
 from xqg.tasks.schema import EvaluateSettings, MetricsSettings
 
 log = logging.getLogger("xqg.tasks.score")
 
 
 def options_from_settings(metrics: MetricsSettings, cache_dir: str | None = None) -> ScoreOptions:
-    """``ScoreOptions`` from the ``metrics`` settings (``conf/metrics/xor.yaml``)."""
-    sig = metrics.significance
-    return ScoreOptions(
-        ks=tuple(int(k) for k in metrics.ks),
-        allow_missing=bool(metrics.allow_missing),
-        allow_unknown=bool(metrics.allow_unknown),
-        nltk_data=metrics.nltk_data,
-        cache_dir=cache_dir,
-        token_cache_dir=metrics.token_cache_dir,
-        workers=metrics.workers,
-        tests=tuple(sig.tests or TESTS),
-        permutations=int(sig.permutations),
-        seed=int(sig.seed),
-        level=float(sig.level),
-        decimals=int(metrics.decimals),
-        details=bool(metrics.details),
-    )
+    """``ScoreOptions`` from the ``metrics`` settings (``conf/metrics/xor.yaml``), checked (the keys named)."""
+    return metrics.score_options(cache_dir).check(METRICS_KEYS)
 
 
 def objective_metric(metrics: MetricsSettings, ks: Sequence[int]) -> str:
@@ -57,7 +43,21 @@ def run(settings: EvaluateSettings) -> float:
         raise XqgInputError(
             "give score.predictions or score.run (the system to score)", field="score.predictions"
         )
-    report = score_and_compare(s.questions, system, other=s.compare, corpus=s.corpus, options=o)
+    # Each file may be remote (a URL, hf://...@rev/...) or, for the corpus, several files (a glob, the released
+    # shards): fetched into the cache first, the same as the pipeline's data.
+    cache = settings.paths.cache_dir or "cache"
+
+    def local(spec: str, what: str) -> str:
+        return str(resolve_source(spec, cache, what=what))
+
+    corpus = resolve_sources(s.corpus, cache, what="score.corpus") if s.corpus else None
+    report = score_and_compare(
+        local(s.questions, "score.questions"),
+        local(system, "score.predictions" if s.predictions else "score.run"),
+        other=local(s.compare, "score.compare") if s.compare else None,
+        corpus=corpus[0] if corpus and len(corpus) == 1 else corpus,
+        options=o,
+    )
     print(report.table())
     if settings.paths.output_dir:
         path = Path(settings.paths.output_dir) / "results.json"
