@@ -5,13 +5,16 @@ Each measurement stands beside its ceiling, measured in the same run on the same
 * search (torch backend, :mod:`xqg.retrieval.torch_search`): 2,110 queries x up to 8M fp16 passages x 768, depth
   100, passages resident on the device; ours without and with xQG fusion (per block, ``fuse_block``) beside the
   bare ``Q @ block.T`` and the bare matmul + ``topk``; the pipeline path (:func:`xqg.retrieval.index.search` from
-  a host matrix, with faiss beside it where faiss is installed); and how many of fp32's top 100 fp16 keeps.
+  a host matrix, with faiss beside it where faiss is installed); sweep trials in one process over a 1M-row fp16
+  store fused with query sums (the first reads the stores, later ones find them resident,
+  :mod:`xqg.retrieval.resident`); and how many of fp32's top 100 fp16 keeps.
 * generation (mT5-base dims, vocab 250,112; 128-token prompts, 5 samples of 32 tokens, top-k 10): xqg's sampling
   loop (:meth:`QueryGenerator._sample`, bf16 weights on a GPU) per batch size, the automatic batch size
   included, vs ``model.generate``, and the bare decode (encoder + 32
   cached decoder steps, argmax) as the model-only ceiling; sequences/s and peak memory.
-* encoding (BERT-base dims, vocab 119,547; 128-token passages): ``encode_texts`` (tokenisation included) vs the
-  model alone on pre-tokenised batches already on the device.
+* encoding (BERT-base dims, vocab 119,547; 128-token passages): ``encode_texts`` (tokenisation included; also
+  with 4 tokenisation threads) vs the model alone on pre-tokenised batches already on the device, and the host
+  side alone (tokenise, sort, pad, pin) with 1 and 4 threads.
 * retriever training (BERT-base, 128 queries x 8 passages): Lightning (``RetrieverModule``, bf16-mixed) vs a bare
   loop, s/step.
 
@@ -31,6 +34,7 @@ import argparse
 import gc
 import platform
 import statistics
+import tempfile
 import time
 import traceback
 from collections.abc import Callable
@@ -46,14 +50,21 @@ from transformers import BertConfig, BertModel, MT5Config, MT5ForConditionalGene
 from transformers.cache_utils import DynamicCache, EncoderDecoderCache
 from transformers.modeling_outputs import BaseModelOutput
 
+from xqg.core.artifacts import ArtifactDir
 from xqg.core.device import autocast, resolve_device
+from xqg.core.sharded import ShardPlan
 from xqg.generation.sampling import DecodingConfig, QueryGenerator, auto_batch_size
 from xqg.models.biencoder import BiEncoder, RetrieverSpec
 from xqg.models.retriever_module import RetrieverModule, contrastive_loss
 from xqg.models.tiny_bert import train_wordpiece
 from xqg.models.tiny_t5 import train_tokenizer
-from xqg.retrieval.encode import encode_texts, pad_batch
+from xqg.retrieval.embeddings import build_store, memory_rows
+from xqg.retrieval.encode import GPU_WINDOW, default_workers, encode_texts, pad_batch, prepare_batches
+from xqg.retrieval.fusion import Fusion, FusionTransform
 from xqg.retrieval.index import search
+from xqg.retrieval.query_sums import QuerySumsConfig
+from xqg.retrieval.query_sums_build import build_query_sums
+from xqg.retrieval.resident import CACHE
 from xqg.retrieval.torch_search import SearchBackend, TopK, block_topk, fuse_block, inner_products
 
 
@@ -152,7 +163,7 @@ def _has_out_dtype(q: torch.Tensor) -> bool:
 def bench_search(sz: Sizes, clock: Clock, deadline: float) -> list[list[str]]:
     rows, overlap = _resident_search(sz, clock, deadline)
     clock.reset_peak()
-    return [*rows, *_host_search(sz, clock, deadline), overlap]
+    return [*rows, *_host_search(sz, clock, deadline), *_trials(sz, clock, deadline), overlap]
 
 
 def _resident_search(sz: Sizes, clock: Clock, deadline: float) -> tuple[list[list[str]], list[str]]:
@@ -260,6 +271,52 @@ def _host_search(sz: Sizes, clock: Clock, deadline: float) -> list[list[str]]:
         out.append(
             [label, f"{t:.3f}", f"{2 * sz.queries * n * sz.dim / t / 1e12:.2f}", f"{t * 18e6 / n:.1f}"]
         )
+    return out
+
+
+def _trials(sz: Sizes, clock: Clock, deadline: float) -> list[list[str]]:
+    """Sweep trials in one process: ``index.search`` over an embedding store (fp16 on disk) fused with query sums
+    (xQG, ``FusionTransform``), each trial another alpha, as a multirun's trials; the first reads the stores,
+    later ones find them resident (:mod:`xqg.retrieval.resident`). A trial here = fuse + search + the run dict
+    (scoring excluded). Query sums are stored for n = 1 only (a trial reads one prefix whatever n_max is)."""
+    n, dim = sz.host_passages, sz.dim
+    if time.perf_counter() + 60 * n / 1e6 > deadline:
+        return [[f"sweep trials over a {n:,}-row store", "skipped (time budget)", "", ""]]
+    g = torch.Generator(device=clock.dev).manual_seed(3)
+    ids = [f"p{i}" for i in range(n)]
+    with tempfile.TemporaryDirectory(prefix="xqg-gpu-bench-") as tmp:
+        t0 = time.perf_counter()
+        P = torch.randn((n, dim), generator=g, device=clock.dev).half().cpu().numpy()
+        art = ArtifactDir.for_spec(tmp, "embeddings", config={"bench": n, "dim": dim})
+        store = build_store(art, memory_rows(ids, ids), ShardPlan(n, n), lambda t: P[[int(x[1:]) for x in t]])
+        every = max(
+            1, n // 1000
+        )  # generated queries for 1 passage in `every`: the sums matrix is dense anyway
+        records = ((ids[i], "fi", 0, str(i)) for i in range(0, n, every))
+        sums = build_query_sums(
+            records,
+            lambda t: np.asarray(P[[int(x) for x in t]], dtype=np.float32),
+            ids,
+            tmp,
+            QuerySumsConfig(languages=("fi",), n_max=1, shard_rows=1 << 17),
+            inputs={"retriever": "bench", "generated": "bench"},
+        )
+        setup = time.perf_counter() - t0
+        assert store is not None
+        q = torch.randn((sz.queries, dim), generator=g, device=clock.dev).cpu().numpy()
+        qids = [f"q{i}" for i in range(sz.queries)]
+        be = SearchBackend("torch", str(clock.dev), "fp16" if clock.dev.type == "cuda" else "fp32")
+        CACHE.clear()
+        out = []
+        for i, alpha in enumerate((0.01, 0.02, 0.03)):
+            t = FusionTransform(sums, Fusion(alpha, 1))
+            s = clock.once(lambda t=t: search(q, store, sz.depth, transform=t, chunk_rows=sz.block, backend=be).to_run(qids))  # fmt: skip
+            where = "stores read from disk" if i == 0 else f"resident ({CACHE.used(True) / 2**30:.1f} GiB on the device, {CACHE.used(False) / 2**30:.1f} GiB host)"  # fmt: skip
+            out.append([f"sweep trial {i + 1} (alpha {alpha}), {sz.queries:,} x {n:,} x {dim} + xQG fusion, {where}", f"{s:.3f}", f"{2 * sz.queries * n * dim / s / 1e12:.2f}", f"{s * 18e6 / n:.1f}"])  # fmt: skip
+        CACHE.clear()
+    out.append(
+        [f"(setup: fp16 store + query sums of {n:,} rows built in {setup:.0f} s, not counted)", "", "", ""]
+    )
     return out
 
 
@@ -380,8 +437,18 @@ def bench_encoding(sz: Sizes, clock: Clock, deadline: float) -> list[list[str]]:
 
         ceiling = clock.median(model_only, 2, deadline)
         ours = clock.median(lambda b=b: encode_texts(model, tok, texts, "passage", max_len=sz.p_len, batch_size=b, device=dev), 2, deadline)  # fmt: skip
-        rows.append(["`encode_texts` (tokenisation included)", str(b), f"{len(texts) / ours:,.0f}", f"{ceiling / ours:.0%}"])  # fmt: skip
+        rows.append([f"`encode_texts` (tokenisation included, {default_workers()} tokenisation thread(s))", str(b), f"{len(texts) / ours:,.0f}", f"{ceiling / ours:.0%}"])  # fmt: skip
+        if b == max(sz.enc_batches) and time.perf_counter() < deadline:
+            many = clock.median(lambda b=b: encode_texts(model, tok, texts, "passage", max_len=sz.p_len, batch_size=b, device=dev, workers=4), 2, deadline)  # fmt: skip
+            rows.append(["`encode_texts`, 4 tokenisation threads", str(b), f"{len(texts) / many:,.0f}", f"{ceiling / many:.0%}"])  # fmt: skip
         rows.append(["model only, pre-tokenised batches on the device", str(b), f"{len(texts) / ceiling:,.0f}", "100%"])  # fmt: skip
+    b = max(sz.enc_batches)
+    window = max(GPU_WINDOW, 4 * b) if dev.type == "cuda" else len(texts)
+    for w in sorted({1, 4, default_workers()}):  # the host side alone: tokenise, sort, pad (and pin on a GPU)
+        if time.perf_counter() > deadline:
+            break
+        t = clock.median(lambda w=w: sum(1 for _ in prepare_batches(tok, texts, sz.p_len, b, window, dev.type == "cuda", w)), 2, deadline)  # fmt: skip
+        rows.append([f"tokenise + pad alone, {w} thread{'s' if w > 1 else ''}", str(b), f"{len(texts) / t:,.0f}", ""])  # fmt: skip
     return rows
 
 

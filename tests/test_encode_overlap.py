@@ -12,6 +12,8 @@ import torch
 
 from xqg.models.biencoder import BiEncoder, RetrieverSpec
 from xqg.models.tiny_bert import TinyBertConfig, build_tiny_bert, train_wordpiece
+from xqg.models.tiny_t5 import train_tokenizer
+from xqg.retrieval import encode
 from xqg.retrieval.encode import encode_texts, pad_batch
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread")
@@ -69,3 +71,55 @@ def test_a_worker_failure_reaches_the_caller_and_the_worker_ends(setup: tuple) -
     with pytest.raises(RuntimeError, match="tokenizer broke"):
         encode_texts(model, Broken(), texts, "passage", max_len=64, batch_size=8, device="cpu")
     assert threading.active_count() == before
+
+
+def test_tokenisation_workers_give_the_same_bits(setup: tuple, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Windows cut into pieces tokenised by several threads (each with its own tokenizer copy): same output."""
+    model, tok, texts = setup
+    monkeypatch.setattr(encode, "TOKENIZE_PIECE", 7)
+    reference = _sorted_batches_reference(model, tok, texts, 16)
+    for workers in (1, 2, 4):
+        got = encode_texts(
+            model, tok, texts, "passage", max_len=64, batch_size=16, device="cpu", workers=workers
+        )
+        np.testing.assert_array_equal(got, reference)
+    one = encode_texts(
+        model, tok, texts, "passage", max_len=64, batch_size=8, device="cpu", window=37, workers=1
+    )
+    three = encode_texts(
+        model, tok, texts, "passage", max_len=64, batch_size=8, device="cpu", window=37, workers=3
+    )
+    np.testing.assert_array_equal(three, one)
+    with pytest.raises(ValueError, match="workers"):
+        encode_texts(model, tok, texts, "passage", max_len=64, device="cpu", workers=0)
+
+
+def test_direct_rust_path_gives_the_tokenizer_ids() -> None:
+    """The fast path (the Rust tokenizer's ``encode_batch``, truncating) is taken and gives the call's ids, for
+    a WordPiece and a T5 tokenizer, with multilingual text, truncation and ``truncation_side='left'``."""
+    texts = [
+        "Helsinki on Suomen pääkaupunki ja suurin kaupunki.",
+        "東京は日本の首都です。",
+        "Москва — столица России, крупнейший город страны.",
+        "King Charles was born in 1948 at Buckingham Palace " * 4,
+        "",
+        "  spaces   and\ttabs\nnewlines ",
+    ] * 20
+    for tok in (train_wordpiece(texts, 120), train_tokenizer(texts, 150)):
+        for side in ("right", "left"):
+            tok.truncation_side = side
+            encode._DIRECT.pop(tok, None)
+            for max_len in (6, 64):
+                assert encode._direct_backend(tok, max_len, texts) is not None
+                want = tok(texts, truncation=True, max_length=max_len)["input_ids"]
+                assert encode._Tokenizers(tok, 1).ids(texts, max_len) == want
+
+
+def test_pad_batch_is_the_tokenizers_right_padding(setup: tuple) -> None:
+    _model, tok, texts = setup
+    ids = tok(texts[:40], truncation=True, max_length=64)["input_ids"]
+    for group in (ids[:1], ids[:7], ids):
+        want = tok.pad({"input_ids": group}, padding="longest", return_tensors="pt")
+        got_ids, got_mask = pad_batch(group, tok.pad_token_id)
+        assert torch.equal(got_ids, want["input_ids"].long())
+        assert torch.equal(got_mask, want["attention_mask"].long())

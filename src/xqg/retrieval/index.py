@@ -21,9 +21,11 @@ from dataclasses import dataclass
 from typing import Any, Protocol
 
 import numpy as np
+import torch
 from tqdm.auto import tqdm
 
 from xqg.core.errors import XqgInputError
+from xqg.retrieval.resident import resident_blocks
 from xqg.retrieval.torch_search import SearchBackend, TopK, resolve_backend, search_blocks
 
 log = logging.getLogger(__name__)
@@ -154,11 +156,15 @@ def search(
         chunks = _matrix_chunks(source, doc_ids, chunk_rows)
     else:
         total = len(source)
-        chunks = source.iter_chunks(chunk_rows)
     k = min(int(depth), total)
     if k == 0:
         raise XqgInputError("the corpus to search is empty")
     how = backend if isinstance(backend, SearchBackend) else resolve_backend(backend, device)
+    if not isinstance(source, np.ndarray):
+        if how.name == "torch" and hasattr(source, "fingerprint") and hasattr(source, "shards"):
+            chunks = resident_blocks(source, chunk_rows, torch.device(how.device))  # kept for the next search
+        else:
+            chunks = source.iter_chunks(chunk_rows)
     if how.name == "torch":
         return _torch_search(q, chunks, total, k, how, transform)
     index: _FlatIP | None = None

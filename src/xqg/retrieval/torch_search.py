@@ -26,6 +26,7 @@ import torch
 from xqg.core.device import resolve_device
 from xqg.core.errors import XqgInputError
 from xqg.retrieval.fusion import FusionTransform
+from xqg.retrieval.resident import CACHE, artifact_key
 
 log = logging.getLogger(__name__)
 
@@ -173,11 +174,29 @@ def _fused(transform: Any, offset: int, ids: Sequence[str], block: torch.Tensor)
         if float(f.alpha) == 0.0:
             return block
         stop = offset + block.shape[0]
-        qsum = torch.from_numpy(sums.sum_rows(offset, stop, f.languages, f.n))
+        # resident across searches (a sweep's trials) under the sums' fingerprint, n and language groups
+        key = (
+            "sums",
+            *artifact_key(sums),
+            offset,
+            stop,
+            tuple(sums.groups_for(f.languages)),
+            sums.check_n(f.n),
+        )
+        dev = block.device
+        qsum, _ = CACHE.get(
+            (*key, "sum"),
+            lambda: (torch.from_numpy(sums.sum_rows(offset, stop, f.languages, f.n)), None),
+            dev,
+        )
         counts = None
         if f.mode == "mean":
-            counts = torch.from_numpy(sums.count_rows(offset, stop, f.languages, f.n))
-        return fuse_block(block, qsum.to(block.device, non_blocking=True), float(f.alpha), counts)
+            counts, _ = CACHE.get(
+                (*key, "count"),
+                lambda: (torch.from_numpy(sums.count_rows(offset, stop, f.languages, f.n)), None),
+                dev,
+            )
+        return fuse_block(block, qsum.to(dev, non_blocking=True), float(f.alpha), counts)
     host = transform(offset, list(ids), block.float().cpu().numpy())
     return torch.from_numpy(np.ascontiguousarray(host, dtype=np.float32)).to(block.device)
 
