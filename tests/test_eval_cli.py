@@ -76,7 +76,7 @@ def test_parity_file_table_and_json(shared_data, parity_dir, tmp_path, capsys):
         "20.31",
         "18.51",
     ]
-    assert lines[4].split() == ["n", "87", "93", "88", "72", "76", "66", "64", "546"]
+    assert lines[4].split() == ["questions", "87", "93", "88", "72", "76", "66", "64", "546"]
     assert any("1510 questions had no prediction" in x for x in lines)
     expected = json.loads((parity_dir / "xor_dev_predictions_a.expected.json").read_text())
     got = json.loads(out.read_text())

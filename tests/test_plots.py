@@ -6,7 +6,14 @@ from pathlib import Path
 
 import pytest
 
-from xqg.evaluation.plots import best_vs_baseline_table, curve, paper_plots, xqg_table
+from xqg.evaluation.plots import (
+    best_alpha_labels,
+    best_vs_baseline_heading,
+    best_vs_baseline_table,
+    curve,
+    paper_plots,
+    xqg_table,
+)
 
 
 def _rec(alpha: float, n: int, ar: float, ja: float, **extra: object) -> dict:
@@ -43,6 +50,7 @@ def test_paper_plots_and_table(tmp_path: Path) -> None:
     assert set(files) == {"r2kt_vs_alpha", "r2kt_vs_n"}
     for f in files.values():
         assert Path(f).read_bytes()[:4] == b"\x89PNG"
+        assert Path(f).with_suffix(".pdf").read_bytes()[:5] == b"%PDF-"
     table = best_vs_baseline_table(GRID, {"augmentation.alpha": 0.01, "augmentation.n": 2}, fmt="markdown")
     assert table is not None
     lines = table.splitlines()
@@ -65,3 +73,37 @@ def test_paper_plots_and_table(tmp_path: Path) -> None:
     assert "29.00†" in t2 and "44.00†" not in t2
     with pytest.raises(ValueError):
         xqg_table(GRID[0]["metrics"], GRID[3]["metrics"], fmt="html")
+
+
+def test_plots_keep_their_own_style_and_label_best_alphas(tmp_path: Path) -> None:
+    import matplotlib.pyplot as plt
+
+    before = dict(plt.rcParams)
+    with plt.style.context("ggplot"):  # a global style another library left behind (Optuna does this)
+        leaked = plt.rcParams["axes.facecolor"]
+        paper_plots(GRID, tmp_path, best={"augmentation.alpha": 0.01, "augmentation.n": 2})
+        assert plt.rcParams["axes.facecolor"] == leaked  # nor do the paper plots change the caller's style
+    assert dict(plt.rcParams) == before
+    # one point per n from different alphas: each point says which alpha it is
+    tpe = [GRID[0], GRID[2], _rec(0.05, 2, 45.0, 30.0), _rec(0.02, 3, 41.0, 30.0)]
+    assert best_alpha_labels(tpe, "R@2kt") == {1.0: "alpha=0.01", 2.0: "alpha=0.05", 3.0: "alpha=0.02"}
+    files = paper_plots(tpe, tmp_path / "tpe", best={"augmentation.alpha": 0.05, "augmentation.n": 2})
+    assert Path(files["r2kt_vs_n"]).with_suffix(".pdf").exists()
+
+
+def test_heading_says_worse_when_the_best_setting_loses() -> None:
+    best = {"augmentation.alpha": 0.01, "augmentation.n": 2}
+    assert "significantly better" in best_vs_baseline_heading(GRID, best)
+    lost = [*GRID[:3], _rec(0.01, 2, 30.0, 20.0, markers={"R@2kt": {"macro": "↓†"}})]
+    assert "significantly worse than the baseline" in best_vs_baseline_heading(lost, best)
+    assert "no significant difference" in best_vs_baseline_heading(GRID[:3], {"augmentation.alpha": 0.01})
+    table = best_vs_baseline_table(lost, best, fmt="latex")
+    assert table is not None and r"\toprule" in table and "↓" not in table
+
+
+def test_alpha_curve_takes_the_baseline_point_from_the_trials() -> None:
+    base = GRID[0]["metrics"]
+    no_zero = [dict(r, baseline=base) for r in GRID if r["params"]["alpha"] > 0]
+    lines = curve(no_zero, "alpha", "R@2kt", {"n": 2})
+    assert lines["macro"] == [(0.0, 35.0), (0.01, 36.5), (0.05, 35.0)]
+    assert curve(GRID[2:], "alpha", "R@2kt", {"n": 2})["macro"][0] == (0.01, 36.5)  # no baseline anywhere

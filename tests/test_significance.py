@@ -92,6 +92,9 @@ def test_markers_and_errors():
     assert comp.marker_map()[("R@2kt", "macro")] == "†‡"
     only_t = compare(a, b, tests=["ttest"])
     assert only_t.markers("R@2kt", "fi") == "†"
+    # a significant loss carries the loss sign: a worse system never gets a plain marker
+    worse = compare(b, a, permutations=2000, seed=1)
+    assert worse.markers("R@2kt", "fi") == "↓†‡" and worse.marker_map()[("R@2kt", "macro")] == "↓†‡"
     with pytest.raises(XqgInputError, match="unknown significance test"):
         compare(a, b, tests=["wilcoxon"])
     other = result({q: True for q in langs}, {q: "ja" for q in langs})
@@ -107,7 +110,8 @@ def test_the_significance_level_sets_the_markers_and_is_saved():
     assert strict.level == 1e-12 and strict.markers("R@2kt", "fi") == ""
     saved = strict.to_json()
     assert saved["level"] == 1e-12 and "alpha" not in saved
-    assert significance_footnotes(0.01, "base", ["ttest"]) == ["† p < 0.01 vs base, paired t-test"]
+    notes = significance_footnotes(0.01, "base", ["ttest"])
+    assert notes[0] == "† p < 0.01 vs base, paired t-test" and notes[1].startswith("↓ before a marker")
 
 
 def test_report_tables_from_saved_results():
@@ -123,7 +127,20 @@ def test_report_tables_from_saved_results():
         "|---|---|---:|---:|---:|",
         "| mBERT | R@2kt | 40.0 | 50.0 | 45.0 |",
         "| mBERT + xQG | R@2kt | 42.5 | 55.0 | 48.8† |",
-        "|  | n | 3 | 2 | 5 |",
+        "|  | questions | 3 | 2 | 5 |",
+    ]
+    tex = paper_table(systems, fmt="latex", markers={"mBERT + xQG": {("R@2kt", "ar"): "↓†"}}, decimals=1)
+    assert tex.splitlines() == [
+        r"\begin{tabular}{llrrr}",
+        r"\toprule",
+        r"System & Metric & ar & te & Avg \\",
+        r"\midrule",
+        r"mBERT & R@2kt & 40.0 & 50.0 & 45.0 \\",
+        r"mBERT + xQG & R@2kt & 42.5\textsuperscript{$\downarrow$}\textsuperscript{\dag} & 55.0 & 48.8 \\",
+        r"\midrule",
+        r" & questions & 3 & 2 & 5 \\",
+        r"\bottomrule",
+        r"\end{tabular}",
     ]
     text = paper_table(systems, counts=False).splitlines()
     assert text[0].split() == ["System", "Metric", "ar", "te", "Avg"] and len(text) == 4

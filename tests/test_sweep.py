@@ -140,6 +140,36 @@ def test_trial_records_roundtrip(tmp_path: Path) -> None:
     assert recs[1]["markers"] == {"R@2kt": {"ar": "†"}} and recs[1]["objective_names"] == ["R@2kt"]
 
 
+def test_trial_attrs_land_on_the_running_trial(tmp_path: Path) -> None:
+    from xqg.tasks.trial_attrs import record_trial, trial_attrs
+
+    optuna.logging.set_verbosity(optuna.logging.WARNING)
+    storage = f"sqlite:///{tmp_path}/o.db"
+    study = optuna.create_study(study_name="s", storage=storage, direction="maximize")
+    dist = {"augmentation.n": optuna.distributions.IntDistribution(1, 5)}
+    t1, t2 = study.ask(dist), study.ask(dist)
+    write_trial_record(
+        tmp_path / "job",
+        {"alpha": 0.01, "n": t2.params["augmentation.n"]},
+        METRICS,
+        objective=35.0,
+        markers={"R@2kt": {"ar": "↓†", "ja": ""}},
+        baseline=METRICS,
+    )
+    overrides = [f"augmentation.n={t2.params['augmentation.n']}", "experiment=demo"]
+    if t1.params == t2.params:  # the same point twice: the first one without a run folder gets it
+        t2 = t1
+    assert record_trial(storage, "s", overrides, tmp_path / "job", ["R@2kt"]) == t2.number
+    attrs = optuna.load_study(study_name="s", storage=storage).trials[t2.number].user_attrs
+    assert attrs["R@2kt/ar"] == 40.0 and attrs["R@5kt/macro"] == 47.0 and attrs["baseline/R@2kt/ja"] == 30.0
+    assert attrs["markers/R@2kt/ar"] == "↓†" and "markers/R@2kt/ja" not in attrs
+    assert attrs["run_dir"] == str(tmp_path / "job") and "R@2kt/count" not in attrs
+    assert optuna.load_study(study_name="s", storage=storage).metric_names == ["R@2kt"]
+    # a job whose overrides match no running trial is logged and skipped
+    assert record_trial(storage, "s", ["augmentation.n=99"], tmp_path / "job", None) is None
+    assert trial_attrs({"metrics": {}}) == {}
+
+
 def test_sweep_configs_compose_with_evaluate() -> None:
     from omegaconf import OmegaConf
 
@@ -260,7 +290,13 @@ def test_optuna_sweep_through_hydra_sqlite_and_resume(toy_app: Path, tmp_path: P
     assert len(_trials(d1 / "optuna.db")) == 5 and not (d2 / "optuna.db").exists()
     s2 = json.loads((d2 / "study" / "study_summary.json").read_text())
     assert s2["trials"] == 5
-    assert len(list(csv.DictReader((d2 / "study" / "trials.csv").open()))) == 5
+    rows = list(csv.DictReader((d2 / "study" / "trials.csv").open()))
+    assert len(rows) == 5 and "value_R@2kt" in rows[0]
+    # every trial carries its per-language metrics and run folder in the study itself (trials.csv, dashboard)
+    for row in rows:
+        assert (
+            float(row["R@2kt/ar"]) >= 0 and float(row["R@5kt/macro"]) >= 0 and Path(row["run_dir"]).is_dir()
+        )
 
 
 @pytest.mark.slow
@@ -295,4 +331,5 @@ def test_multi_objective_study_report(tmp_path: Path) -> None:
     for name in ("optuna_importance_0", "optuna_importance_1", "optuna_slice_0", "optuna_slice_1"):
         assert (tmp_path / f"{name}.png").exists(), name
     header = (tmp_path / "trials.csv").read_text().splitlines()[0]
-    assert header.startswith("number,state,values_0,values_1,a,n")
+    assert header.startswith("number,state,values_R@2kt,values_R@5kt,a,n")
+    assert study.metric_names == ["R@2kt", "R@5kt"]  # the dashboard shows these, not "Objective 0"

@@ -1,4 +1,4 @@
-"""Paper-style sweep plots (PNG): R@kt against alpha and against n, one line per language plus the macro
+"""Paper-style sweep plots (PNG + PDF): R@kt against alpha and against n, one line per language plus the macro
 average; and the baseline-vs-+xQG table (rendered by :func:`xqg.evaluation.tables.paper_table`, not re-implemented here).
 
 Input: trial records (``xqg.tasks.sweep.write_trial_record``): ``{"params": {"alpha", "n", ...}, "metrics":
@@ -12,6 +12,7 @@ from pathlib import Path
 from typing import Any
 
 from xqg.evaluation.result import lang_order
+from xqg.evaluation.significance import LOSS
 from xqg.evaluation.tables import paper_table
 
 MACRO = "macro"
@@ -46,7 +47,8 @@ def curve(
 ) -> dict[str, list[tuple[float, float]]]:
     """``{lang or 'macro': [(x, R@kt), ...]}`` sorted by x, over the records matching ``fixed``; repeated x
     (the same setting run twice) are averaged. With ``fixed=None`` and several values of the other
-    parameters at one x, each x keeps its best-macro record (e.g. "best alpha for each n")."""
+    parameters at one x, each x keeps its best-macro record (e.g. "best alpha for each n"). Against alpha, the
+    alpha = 0 point is an alpha = 0 trial or, without one, the ``baseline`` the trials carry."""
     chosen: dict[float, list[Mapping[str, Any]]] = {}
     for r in records:
         if metric not in r["metrics"]:
@@ -58,6 +60,17 @@ def curve(
         if x is None:
             continue
         chosen.setdefault(float(x), []).append(r)
+    if param == "alpha" and 0.0 not in chosen:
+        # no alpha = 0 trial (a grid without the baseline point): the baseline the matching trials scored on
+        # the same questions for their significance tests is that point
+        base = [
+            {"params": {"alpha": 0.0}, "metrics": r["baseline"]}
+            for group in chosen.values()
+            for r in group
+            if isinstance(r.get("baseline"), Mapping) and metric in r["baseline"]
+        ]
+        if base:
+            chosen[0.0] = base[:1]
     out: dict[str, list[tuple[float, float]]] = {}
     for x in sorted(chosen):
         group = chosen[x]
@@ -78,32 +91,54 @@ def plot_curve(
     ylabel: str,
     title: str = "",
     integer_x: bool = False,
+    labels: Mapping[float, str] | None = None,
+    baseline: float | None = None,
 ) -> Path:
-    """One line per language, the macro average thick and black, saved as PNG."""
+    """One line per language, the macro average thick and black, the legend outside the axes (it never hides
+    a line), saved as PNG and, beside it, PDF (same stem). ``labels``: text written at the macro point of each
+    x (e.g. the alpha each point of a "best alpha for each n" curve used); ``baseline``: the baseline's macro
+    value as a dashed horizontal line. Drawn in matplotlib's default style inside a style context, so a global
+    style another library set (Optuna's ggplot) neither reaches these figures nor is changed by them."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    fig, ax = plt.subplots(figsize=(6.4, 4.2))
-    for key, pts in lines.items():
-        xs, ys = zip(*pts, strict=True) if pts else ((), ())
-        if key == MACRO:
-            ax.plot(xs, ys, "k-o", linewidth=2.5, label="macro", zorder=3)
-        else:
-            ax.plot(xs, ys, "-o", linewidth=1.2, markersize=3.5, label=key)
-    ax.set_xlabel(xlabel)
-    ax.set_ylabel(ylabel)
-    if title:
-        ax.set_title(title)
-    if integer_x:
-        ax.xaxis.get_major_locator().set_params(integer=True)
-    ax.grid(alpha=0.3)
-    ax.legend(ncol=4, fontsize=8)
     out = Path(out_path)
     out.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(out, dpi=120, bbox_inches="tight")
-    plt.close(fig)
+    with plt.style.context("default"):
+        fig, ax = plt.subplots(figsize=(6.4, 4.2))
+        for key, pts in lines.items():
+            xs, ys = zip(*pts, strict=True) if pts else ((), ())
+            if key == MACRO:
+                ax.plot(xs, ys, "k-o", linewidth=2.5, label="macro", zorder=3)
+                for x, y in pts:
+                    if labels and x in labels:
+                        ax.annotate(
+                            labels[x],
+                            (x, y),
+                            textcoords="offset points",
+                            xytext=(0, 7),
+                            ha="center",
+                            fontsize=8,
+                        )
+            else:
+                ax.plot(xs, ys, "-o", linewidth=1.2, markersize=3.5, label=key)
+        if baseline is not None:
+            ax.axhline(
+                baseline, color="0.4", linestyle="--", linewidth=1.2, label="baseline (macro)", zorder=2
+            )
+        ax.set_xlabel(xlabel)
+        ax.set_ylabel(ylabel)
+        if title:
+            ax.set_title(title)
+        if integer_x:
+            ax.xaxis.get_major_locator().set_params(integer=True)
+        ax.grid(alpha=0.3)
+        ax.legend(loc="upper left", bbox_to_anchor=(1.02, 1.0), borderaxespad=0.0, fontsize=8, frameon=False)
+        fig.savefig(out, dpi=120, bbox_inches="tight")
+        fig.savefig(out.with_suffix(".pdf"), bbox_inches="tight")
+        plt.close(fig)
     return out
 
 
@@ -111,6 +146,34 @@ def _best_params(records: Sequence[Mapping[str, Any]], metric: str) -> dict[str,
     return dict(
         max(records, key=lambda r: float(r["metrics"].get(metric, {}).get(MACRO, float("-inf"))))["params"]
     )
+
+
+def best_alpha_labels(records: Sequence[Mapping[str, Any]], metric: str) -> dict[float, str]:
+    """``{n: "alpha=0.05"}``: the alpha of the best-macro record at each n (the points of the "best alpha for
+    each n" curve come from different alphas; the plot says which)."""
+    best: dict[float, Mapping[str, Any]] = {}
+    for r in records:
+        n = r["params"].get("n")
+        if metric not in r["metrics"] or n is None:
+            continue
+        if n not in best or float(r["metrics"][metric][MACRO]) > float(best[n]["metrics"][metric][MACRO]):
+            best[float(n)] = r
+    return {
+        n: f"alpha={0.0 if _is_baseline(r['params']) else float(r['params']['alpha']):g}"
+        for n, r in best.items()
+    }
+
+
+def baseline_macro(records: Sequence[Mapping[str, Any]], metric: str) -> float | None:
+    """The baseline's macro value: an alpha = 0 trial's, else the ``baseline`` a trial carries; None if none."""
+    for r in records:
+        if _is_baseline(r["params"]) and metric in r["metrics"]:
+            return float(r["metrics"][metric][MACRO])
+    for r in records:
+        block = (r.get("baseline") or {}).get(metric)
+        if isinstance(block, Mapping) and MACRO in block:
+            return float(block[MACRO])
+    return None
 
 
 def paper_plots(
@@ -121,7 +184,8 @@ def paper_plots(
     best: Mapping[str, Any] | None = None,
 ) -> dict[str, str]:
     """``<metric>_vs_alpha.png`` (at the best n) and ``<metric>_vs_n.png`` (at the best alpha when that alpha
-    was run with 2 or more n, as in a grid; otherwise the best alpha for each n) per metric."""
+    was run with 2 or more n, as in a grid; otherwise the best alpha for each n, each point labelled with its
+    alpha) per metric, each with a ``.pdf`` twin; the keys name the PNGs."""
     out = Path(out_dir)
     written: dict[str, str] = {}
     for metric in metrics:
@@ -139,9 +203,11 @@ def paper_plots(
             )
         lines = curve(records, "n", metric, {"alpha": float(a_best)} if a_best is not None else None)
         title = f"{metric} vs n" + (f" (alpha = {float(a_best):g})" if a_best is not None else "")
+        labels = None
         if len(lines.get(MACRO, [])) < 2:
             lines = curve(records, "n", metric, None)
             title = f"{metric} vs n (best alpha for each n)"
+            labels = best_alpha_labels(records, metric)
         if lines.get(MACRO):
             written[f"{tag}_vs_n"] = str(
                 plot_curve(
@@ -151,6 +217,8 @@ def paper_plots(
                     ylabel=metric,
                     title=title,
                     integer_x=True,
+                    labels=labels,
+                    baseline=baseline_macro(records, metric),
                 )
             )
     return written
@@ -185,12 +253,11 @@ def xqg_table(
     )
 
 
-def best_vs_baseline_table(
-    records: Sequence[Mapping[str, Any]], best: Mapping[str, Any] | None, fmt: str = "text"
-) -> str | None:
-    """Table of the best trial against alpha = 0 (its own ``baseline`` metrics, else an alpha = 0 trial); when
-    the study's best is alpha = 0 itself (xQG did not help), the best xQG trial by objective, so the table still
-    shows by how much. None when the records hold no baseline or no xQG trial."""
+def _best_and_baseline(
+    records: Sequence[Mapping[str, Any]], best: Mapping[str, Any] | None
+) -> tuple[Mapping[str, Any], Mapping[str, Any]] | None:
+    """The best xQG trial record and the baseline metrics it is compared with (see
+    :func:`best_vs_baseline_table`)."""
     if not records:
         return None
     b = {k.removeprefix("augmentation."): v for k, v in (best or {}).items()}
@@ -206,13 +273,41 @@ def best_vs_baseline_table(
         cands = [max(scored, key=lambda r: float(r["objective"]))]
     top = cands[0]
     base = top.get("baseline") or next((r["metrics"] for r in records if _is_baseline(r["params"])), None)
-    if base is None:
+    return None if base is None else (top, base)
+
+
+def best_vs_baseline_table(
+    records: Sequence[Mapping[str, Any]], best: Mapping[str, Any] | None, fmt: str = "text"
+) -> str | None:
+    """Table of the best trial against alpha = 0 (its own ``baseline`` metrics, else an alpha = 0 trial); when
+    the study's best is alpha = 0 itself (xQG did not help), the best xQG trial by objective, so the table still
+    shows by how much. None when the records hold no baseline or no xQG trial."""
+    found = _best_and_baseline(records, best)
+    if found is None:
         return None
+    top, base = found
     p = top["params"]
     name = f"+xQG (alpha={float(p.get('alpha', 0)):g}, n={p.get('n')})"
-    notes = (
-        ["† / ‡: significant vs alpha = 0 (paired t-test / randomisation test)"] if top.get("markers") else []
-    )
+    notes = []
+    if any(mk for per in (top.get("markers") or {}).values() for mk in per.values()):
+        notes = [
+            "† / ‡: significantly better than alpha = 0 (paired t-test / randomisation test); "
+            f"{LOSS}† / {LOSS}‡: significantly worse"
+        ]
     return xqg_table(
         base, top["metrics"], markers=top.get("markers"), names=("xDR", name), fmt=fmt, footnotes=notes
     )
+
+
+def best_vs_baseline_heading(records: Sequence[Mapping[str, Any]], best: Mapping[str, Any] | None) -> str:
+    """The sentence above that table: "better than" / "worse than" the baseline when the best setting's macro
+    objective metric differs significantly (its markers), "vs" otherwise."""
+    found = _best_and_baseline(records, best)
+    top = found[0] if found else {}
+    metric = str((top.get("objective_names") or ["R@2kt"])[0]).partition("/")[0]
+    mark = str((top.get("markers") or {}).get(metric, {}).get(MACRO, ""))
+    if mark.startswith(LOSS):
+        return f"Best xQG setting, significantly worse than the baseline on macro {metric}"
+    if mark:
+        return f"Best xQG setting, significantly better than the baseline on macro {metric}"
+    return f"Best xQG setting vs the baseline, no significant difference on macro {metric}"

@@ -109,10 +109,15 @@ class Comparison:
         return self.tests[metric][lang][test].p_value
 
     def markers(self, metric: str, lang: str, symbols: Mapping[str, str] | None = None) -> str:
-        """``†`` when the t-test, ``‡`` when the randomisation test is significant at ``level``."""
+        """``†`` when the t-test, ``‡`` when the randomisation test is significant at ``level``; preceded by
+        ``↓`` (:data:`LOSS`) when b is significantly *worse* than a, so a loss never reads as a plain win."""
         symbols = symbols or MARKERS
         res = self.tests.get(metric, {}).get(lang, {})
-        return "".join(symbols[t] for t in TESTS if t in res and res[t].p_value < self.level)
+        sig = [t for t in TESTS if t in res and res[t].p_value < self.level]
+        if not sig:
+            return ""
+        loss = LOSS if res[sig[0]].diff < 0 else ""  # both tests test the same mean difference
+        return loss + "".join(symbols[t] for t in sig)
 
     def marker_map(self) -> dict[tuple[str, str], str]:
         """(metric, lang or 'macro') -> markers, for :func:`xqg.evaluation.tables.paper_table`."""
@@ -132,6 +137,7 @@ class Comparison:
 
 
 MARKERS = {"ttest": "†", "randomization": "‡"}
+LOSS = "↓"  # before the markers of a significant loss (b worse than a)
 
 
 def compare(

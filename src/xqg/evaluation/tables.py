@@ -1,5 +1,6 @@
 """Tables in the paper's layout: one row per (metric, system), languages as columns (ar bn fi ja ko ru te), Avg
-last, optional significance markers; plain text for terminals and logs, Markdown for READMEs and reports.
+last, optional significance markers; plain text for terminals and logs, Markdown for READMEs and reports,
+LaTeX (booktabs: ``\\usepackage{booktabs}``) for papers.
 
 Tables are built from the metrics JSON (``EvalResult.to_json()``, also what ``results.json`` holds), so any saved
 result can be tabulated again without re-scoring.
@@ -11,10 +12,29 @@ from collections.abc import Mapping, Sequence
 from typing import Any
 
 from xqg.evaluation.result import lang_order
-from xqg.evaluation.significance import MARKERS
+from xqg.evaluation.significance import LOSS, MARKERS
 
 AVG = "Avg"
-FORMATS = ("text", "markdown")
+FORMATS = ("text", "markdown", "latex")
+COUNTS = "questions"  # the label of the last row: scored questions per language
+# LaTeX for the characters a table can hold that LaTeX does not take as they are
+_LATEX = {
+    "†": r"\textsuperscript{\dag}",
+    "‡": r"\textsuperscript{\ddag}",
+    LOSS: r"\textsuperscript{$\downarrow$}",
+    "&": r"\&",
+    "%": r"\%",
+    "_": r"\_",
+    "#": r"\#",
+    "$": r"\$",
+    "{": r"\{",
+    "}": r"\}",
+    "<": r"$<$",
+    ">": r"$>$",
+    "~": r"\textasciitilde{}",
+    "^": r"\textasciicircum{}",
+    "\\": r"\textbackslash{}",
+}
 
 
 def _metrics_of(systems: Mapping[str, Mapping[str, Any]]) -> list[str]:
@@ -49,7 +69,8 @@ def paper_table(
     """Render ``{system name: metrics JSON}`` as the paper's table.
 
     ``markers``: ``{system name: {(metric, lang or 'macro'): '†‡'}}`` appended to that cell. ``counts`` adds a
-    row with the number of scored questions per language (total under Avg), taken from the first system.
+    last row, ``questions``, with the number of scored questions per language (total under Avg), taken from the
+    first system. ``fmt``: ``text``, ``markdown`` or ``latex`` (a booktabs ``tabular``, footnotes under it).
     """
     if fmt not in FORMATS:
         raise ValueError(f"unknown table format {fmt!r}; expected one of {FORMATS}")
@@ -74,7 +95,9 @@ def paper_table(
         first = next(iter(systems.values()))
         cnt = next((first[m]["count"] for m in metrics if m in first and "count" in first[m]), None)
         if cnt:
-            rows.append(["", "n", *[str(cnt.get(lang, "-")) for lang in langs], str(sum(cnt.values()))])
+            rows.append(["", COUNTS, *[str(cnt.get(lang, "-")) for lang in langs], str(sum(cnt.values()))])
+    if fmt == "latex":
+        return _latex(header, rows, footnotes)
     if fmt == "markdown":
         out = [
             "| " + " | ".join(header) + " |",
@@ -97,11 +120,44 @@ def paper_table(
     return "\n".join(out)
 
 
+def _latex_escape(text: str) -> str:
+    return "".join(_LATEX.get(c, c) for c in text)
+
+
+def _latex(header: Sequence[str], rows: Sequence[Sequence[str]], footnotes: Sequence[str]) -> str:
+    """A booktabs ``tabular``: a rule between metrics and above the question counts; footnotes as full-width
+    rows under the bottom rule, so the table is one self-contained block to ``\\input``."""
+    width = len(header)
+    out = [
+        r"\begin{tabular}{ll" + "r" * (width - 2) + "}",
+        r"\toprule",
+        " & ".join(_latex_escape(c) for c in header) + r" \\",
+        r"\midrule",
+    ]
+    previous = None
+    for r in rows:
+        if previous is not None and r[1] != previous:
+            out.append(r"\midrule")
+        previous = r[1]
+        out.append(" & ".join(_latex_escape(c) for c in r) + r" \\")
+    out.append(r"\bottomrule")
+    out += [rf"\multicolumn{{{width}}}{{l}}{{\footnotesize {_latex_escape(f)}}} \\" for f in footnotes if f]
+    out.append(r"\end{tabular}")
+    return "\n".join(out)
+
+
 def significance_footnotes(level: float, name_a: str, tests: Sequence[str]) -> list[str]:
     """The legend for the markers :class:`xqg.evaluation.significance.Comparison` puts on the second system
-    (``level``: the significance level the markers use)."""
+    (``level``: the significance level the markers use): a marker alone is a significant gain, after ``↓`` a
+    significant loss."""
     names = {"ttest": "paired t-test", "randomization": "paired randomisation test"}
-    return [f"{MARKERS[t]} p < {level:g} vs {name_a}, {names[t]}" for t in tests if t in MARKERS]
+    marks = [t for t in tests if t in MARKERS]
+    out = [f"{MARKERS[t]} p < {level:g} vs {name_a}, {names[t]}" for t in marks]
+    if marks:
+        out.append(
+            f"{LOSS} before a marker: significantly worse than {name_a}; a marker alone: significantly better"
+        )
+    return out
 
 
 def metrics_of_results(results: Mapping[str, Any]) -> dict[str, Any]:

@@ -20,6 +20,7 @@ from xqg.tasks import evaluate as evaluate_task
 from xqg.tasks import score as score_task
 from xqg.tasks import train_generator, train_retriever
 from xqg.tasks.config_errors import config_error_line
+from xqg.tasks.console import quiet_third_party
 from xqg.tasks.schema import EvaluateSettings, TrainSettings, to_settings
 
 log = logging.getLogger("xqg")
@@ -35,6 +36,7 @@ def _fail(message: str) -> None:
 def _guarded(fn: Callable[[], Any]) -> Any:
     """Run ``fn``; bad input, config errors and unwritable places end the process with one line on stderr and
     exit code 2."""
+    quiet_third_party()
     try:
         return fn()
     except (XqgInputError, MissingResourceError) as e:

@@ -13,6 +13,7 @@ from xqg.core.artifacts import atomic_write_json
 from xqg.evaluation.result import EvalResult
 from xqg.evaluation.significance import Comparison
 from xqg.evaluation.tables import paper_table, significance_footnotes
+from xqg.tasks.console import log_to_files
 from xqg.tasks.schema import EvaluateSettings
 from xqg.tasks.sweep import objective_value, write_trial_record
 from xqg.tasks.tracking import start_run
@@ -66,9 +67,9 @@ def report(
     metrics, the baseline and the p-values to W&B; returns the summary (with the objective)."""
     metrics = result.to_json()
     base = baseline.to_json() if comparison is not None and baseline is not None else None
-    print(results_table(settings, result, baseline, comparison))
-    for note in result.notes():
-        print(note)
+    text = "\n".join([results_table(settings, result, baseline, comparison), *result.notes()])
+    print(text)
+    log_to_files(text)  # the job's log file holds the table too, without a second copy on the console
     spec = settings.retrieval.objective
     value = objective_value(metrics, spec)
     aug = dataclasses.asdict(settings.augmentation)

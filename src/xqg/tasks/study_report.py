@@ -14,13 +14,15 @@ from typing import Any
 
 import optuna
 from hydra.experimental.callback import Callback
-from omegaconf import OmegaConf
+from omegaconf import DictConfig, ListConfig, OmegaConf
 
 from xqg.core.artifacts import atomic_path, atomic_write_json
 from xqg.evaluation import plots
+from xqg.tasks.console import log_to_files
 from xqg.tasks.sweep import load_trial_records, objective_names
 from xqg.tasks.sweep_resume import prepare_resume, register_job
 from xqg.tasks.tracking import start_run
+from xqg.tasks.trial_attrs import record_trial, set_metric_names
 
 log = logging.getLogger(__name__)
 STUDY_DIR = "study"
@@ -56,9 +58,10 @@ def study_summary(study: optuna.Study) -> dict[str, Any]:
 
 
 def write_trials_table(study: optuna.Study, path: Path) -> None:
-    """Optuna's own trials table (``study.trials_dataframe()``: number, value(s), params, state, times) as CSV."""
-    frame = study.trials_dataframe(attrs=("number", "state", "value", "params", "duration"))
-    frame.columns = [c.removeprefix("params_") for c in frame.columns]
+    """Optuna's own trials table (``study.trials_dataframe()``: number, state, value(s) under the objectives'
+    names, params, the trials' metrics and markers (:mod:`xqg.tasks.trial_attrs`), duration) as CSV."""
+    frame = study.trials_dataframe(attrs=("number", "state", "value", "params", "user_attrs", "duration"))
+    frame.columns = [c.removeprefix("params_").removeprefix("user_attrs_") for c in frame.columns]
     if "duration" in frame:
         frame["duration"] = frame["duration"].dt.total_seconds()
     with atomic_path(path) as tmp:
@@ -100,25 +103,27 @@ def optuna_plots(
     n_obj = len(study.directions)
     names = list(target_names or [])
     skip = _importance_skip_reason(study)
-    for i in range(n_obj):
-        suffix = "" if n_obj == 1 else f"_{i}"
-        name = names[i] if i < len(names) else ("objective" if n_obj == 1 else f"objective {i}")
-        target = None if n_obj == 1 else (lambda t, i=i: t.values[i])
-        if skip is None:
-            ax = ovm.plot_param_importances(study, target=target, target_name=name)
-            path = out / f"optuna_importance{suffix}.png"
-            ax.figure.savefig(path, dpi=120, bbox_inches="tight")
-            plt.close(ax.figure)
-            written[path.stem] = str(path)
-        else:
-            written[f"optuna_importance{suffix}"] = f"skipped: {skip}"
-        if study.get_trials(deepcopy=False, states=None):
-            axes = ovm.plot_slice(study, target=target, target_name=name)
-            fig = axes.flat[0].figure if hasattr(axes, "flat") else axes.figure
-            path = out / f"optuna_slice{suffix}.png"
-            fig.savefig(path, dpi=120, bbox_inches="tight")
-            plt.close(fig)
-            written[path.stem] = str(path)
+    # Optuna's matplotlib plots call plt.style.use('ggplot'), a global change: keep it inside this context
+    with plt.rc_context():
+        for i in range(n_obj):
+            suffix = "" if n_obj == 1 else f"_{i}"
+            name = names[i] if i < len(names) else ("objective" if n_obj == 1 else f"objective {i}")
+            target = None if n_obj == 1 else (lambda t, i=i: t.values[i])
+            if skip is None:
+                ax = ovm.plot_param_importances(study, target=target, target_name=name)
+                path = out / f"optuna_importance{suffix}.png"
+                ax.figure.savefig(path, dpi=120, bbox_inches="tight")
+                plt.close(ax.figure)
+                written[path.stem] = str(path)
+            else:
+                written[f"optuna_importance{suffix}"] = f"skipped: {skip}"
+            if study.get_trials(deepcopy=False, states=None):
+                axes = ovm.plot_slice(study, target=target, target_name=name)
+                fig = axes.flat[0].figure if hasattr(axes, "flat") else axes.figure
+                path = out / f"optuna_slice{suffix}.png"
+                fig.savefig(path, dpi=120, bbox_inches="tight")
+                plt.close(fig)
+                written[path.stem] = str(path)
     return written
 
 
@@ -137,20 +142,33 @@ def write_study_report(
     names = objective_names(objective_spec) if objective_spec is not None else None
     if names:
         summary["objectives"] = names
+        set_metric_names(study, names)
     write_trials_table(study, out / "trials.csv")
     files: dict[str, Any] = {"trials": str(out / "trials.csv")}
     if summary.get("states", {}).get("COMPLETE"):
         files.update(optuna_plots(study, out, names))
     if records:
         files.update(plots.paper_plots(records, out, metrics=metrics, best=summary.get("best_params")))
-        table = plots.best_vs_baseline_table(records, summary.get("best_params"), fmt="markdown")
-        if table:
-            with atomic_path(out / "table.md") as tmp:
-                tmp.write_text(table + "\n")
-            files["table"] = str(out / "table.md")
+        best = summary.get("best_params")
+        for key, fmt, name in (("table", "markdown", "table.md"), ("table_tex", "latex", "table.tex")):
+            table = plots.best_vs_baseline_table(records, best, fmt=fmt)
+            if table:
+                with atomic_path(out / name) as tmp:
+                    tmp.write_text(table + "\n")
+                files[key] = str(out / name)
+        if "table" in files:
+            summary["table_heading"] = plots.best_vs_baseline_heading(records, best)
     summary["files"] = files
     atomic_write_json(out / "study_summary.json", summary)
     return summary
+
+
+def _objective_spec(config: Any) -> Any:
+    """``retrieval.objective`` of the composed config (``R@2kt`` when the app has none)."""
+    spec = OmegaConf.select(config, "retrieval.objective", default="R@2kt")
+    if isinstance(spec, DictConfig | ListConfig):
+        return OmegaConf.to_container(spec, resolve=True)
+    return spec
 
 
 def _sqlite_dirs(storage: Any) -> list[Path]:
@@ -177,6 +195,20 @@ class StudyReportCallback(Callback):
     def on_job_start(self, config: Any, **kwargs: Any) -> None:
         register_job(config)  # lets a later resume tell this sweep from a killed one
 
+    def on_job_end(self, config: Any, job_return: Any, **kwargs: Any) -> None:
+        """The job's metrics, baseline, markers and run folder onto its Optuna trial (still running here)."""
+        sweeper = config.hydra.get("sweeper") or {}
+        storage, name = sweeper.get("storage"), sweeper.get("study_name")
+        if not storage or not name:
+            return
+        record_trial(
+            str(storage),
+            str(name),
+            list(config.hydra.overrides.task),
+            str(config.hydra.runtime.output_dir),
+            objective_names(_objective_spec(config)),
+        )
+
     def on_multirun_end(self, config: Any, **kwargs: Any) -> None:
         sweeper = config.hydra.sweeper
         storage, name = sweeper.get("storage"), sweeper.get("study_name")
@@ -189,13 +221,8 @@ class StudyReportCallback(Callback):
             *[d for d in _sqlite_dirs(storage) if d.resolve() != sweep_dir.resolve()],
         ]
         records = load_trial_records(*roots)
-        spec = (
-            OmegaConf.to_container(config.retrieval, resolve=True).get("objective")
-            if "retrieval" in config
-            else None
-        )  # type: ignore[union-attr]
         summary = write_study_report(
-            load_study(str(storage), str(name)), sweep_dir / STUDY_DIR, records, spec
+            load_study(str(storage), str(name)), sweep_dir / STUDY_DIR, records, _objective_spec(config)
         )
         log.info(
             "study report in %s: %s",
@@ -205,8 +232,9 @@ class StudyReportCallback(Callback):
         _log_study(config, summary)
         table = summary.get("files", {}).get("table")
         if table:  # the sweep's answer, where a researcher looks first: the end of the console output
-            print(f"\nBest xQG setting vs the baseline ({sweep_dir / STUDY_DIR}):\n")
-            print(Path(table).read_text())
+            text = f"{summary.get('table_heading')} ({sweep_dir / STUDY_DIR}):\n\n{Path(table).read_text()}"
+            print("\n" + text)
+            log_to_files(text)
 
 
 def _log_study(config: Any, summary: Mapping[str, Any]) -> None:

@@ -35,6 +35,7 @@ from xqg.core.artifacts import ArtifactDir
 from xqg.core.errors import MissingResourceError, XqgInputError
 from xqg.core.languages import get_language
 from xqg.core.locking import complete_or_claim
+from xqg.core.progress import bars_enabled
 from xqg.data.datamodules import GeneratorDataModule
 from xqg.data.formats.pairs import pairs_fingerprint, read_generator_pairs, split_pairs
 from xqg.data.records import GeneratorPair
@@ -43,6 +44,7 @@ from xqg.models.hub import split_revision, with_revision
 from xqg.models.tiny_t5 import CODE_VERSION as TINY_CODE_VERSION
 from xqg.models.tiny_t5 import TinyT5Config, tiny_t5_checkpoint
 from xqg.tasks.builders import build_trainer, world_size
+from xqg.tasks.console import StepProgressBar
 from xqg.tasks.resume import ExactResume, checkpoint_callback, fit, resume_path
 from xqg.tasks.schema import GeneratorSettings, Settings, frozen
 from xqg.tasks.tracking import finish_loggers, lightning_loggers
@@ -211,6 +213,9 @@ def train(
     loggers = lightning_loggers(settings.logger, run_dir, config=config, job_type="train_generator")
     ckpt_dir = art.path / "lightning"
     callbacks = [checkpoint_callback(ckpt_dir, g.train.checkpoint_every_n_steps), ExactResume()]
+    bar = settings.trainer.get("enable_progress_bar")
+    if bar or (bar is None and bars_enabled()):
+        callbacks.append(StepProgressBar())  # step-bounded training: `step k/N`, not Lightning's `Epoch 6/-2`
     trainer = build_trainer(
         settings.trainer, logger=loggers, callbacks=callbacks, default_root_dir=str(run_dir), **owned
     )

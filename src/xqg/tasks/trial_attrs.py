@@ -1,0 +1,84 @@
+"""Every metric of a sweep trial in the Optuna study itself, so optuna-dashboard and ``trials.csv`` show them.
+
+Hydra's Optuna sweeper hands Optuna only the value(s) a job returns. After each job the study-report callback
+(:class:`xqg.tasks.study_report.StudyReportCallback`, ``on_job_end``, in the job's process) reads the job's
+``trial.json`` and writes onto its trial, through the study storage: per-language and macro R@kt for every k
+(``R@2kt/ar``), the baseline's (``baseline/R@2kt/ar``), the significance markers vs alpha = 0
+(``markers/R@2kt/ar``) and the run folder (``run_dir``); and it names the objectives (``set_metric_names``), so
+the dashboard shows ``R@2kt`` instead of "Objective 0".
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import warnings
+from collections.abc import Iterable, Mapping
+from pathlib import Path
+from typing import Any
+
+import optuna
+from optuna.exceptions import ExperimentalWarning
+
+from xqg.tasks.sweep import TRIAL_RECORD
+
+log = logging.getLogger(__name__)
+RUN_DIR = "run_dir"
+
+
+def trial_attrs(record: Mapping[str, Any], run_dir: str | Path | None = None) -> dict[str, Any]:
+    """The flat user attributes of one trial record (:func:`xqg.tasks.sweep.write_trial_record`)."""
+    out: dict[str, Any] = {}
+    for prefix, block in (("", record.get("metrics")), ("baseline/", record.get("baseline"))):
+        for metric, per in (block or {}).items():
+            if isinstance(per, Mapping):
+                out.update(
+                    {f"{prefix}{metric}/{k}": float(v) for k, v in per.items() if isinstance(v, int | float)}
+                )
+    for metric, per in (record.get("markers") or {}).items():
+        out.update({f"markers/{metric}/{k}": str(v) for k, v in per.items() if v})
+    if run_dir is not None:
+        out[RUN_DIR] = str(run_dir)
+    return out
+
+
+def find_trial(study: optuna.Study, overrides: Iterable[str]) -> optuna.trial.FrozenTrial | None:
+    """The running trial whose parameters are this job's overrides (the sweeper passes ``name=value`` with
+    ``str(value)``); the lowest-numbered one without a run folder when a batch holds the same point twice."""
+    given = set(overrides)
+    running = study.get_trials(deepcopy=False, states=(optuna.trial.TrialState.RUNNING,))
+    for t in sorted(running, key=lambda t: t.number):
+        if RUN_DIR not in t.user_attrs and all(f"{k}={v}" in given for k, v in t.params.items()):
+            return t
+    return None
+
+
+def set_metric_names(study: optuna.Study, names: list[str]) -> None:
+    """Name the objectives once (a no-op when they already carry these names or the count differs)."""
+    if len(names) != len(study.directions) or study.metric_names == names:
+        return
+    with warnings.catch_warnings():
+        # set_metric_names is marked experimental since Optuna 3.2; its storage format has not changed since
+        warnings.simplefilter("ignore", ExperimentalWarning)
+        study.set_metric_names(names)
+
+
+def record_trial(
+    storage: str, study_name: str, overrides: Iterable[str], run_dir: str | Path, names: list[str] | None
+) -> int | None:
+    """Copy ``<run_dir>/trial.json`` onto the job's trial; returns the trial number (None when the job left no
+    record or its trial cannot be found, which is logged, never fatal: the sweep's result does not depend on it)."""
+    path = Path(run_dir) / TRIAL_RECORD
+    if not path.exists():
+        return None
+    study = optuna.load_study(study_name=study_name, storage=storage)
+    if names:
+        set_metric_names(study, names)
+    trial = find_trial(study, overrides)
+    if trial is None:
+        log.warning("no running Optuna trial matches %s; its metrics stay in %s only", run_dir, path)
+        return None
+    attrs = trial_attrs(json.loads(path.read_text()), run_dir)
+    for key, value in attrs.items():
+        study._storage.set_trial_user_attr(trial._trial_id, key, value)
+    return trial.number
