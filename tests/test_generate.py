@@ -11,6 +11,7 @@ import pytest
 import torch
 
 import xqg.generation.generate as gen
+from helpers.tiny import one_torch_thread, tiny_generator_checkpoint
 from xqg.core.errors import XqgInputError
 from xqg.data.corpus import open_corpus
 from xqg.data.formats.dpr import write_dpr_tsv
@@ -19,7 +20,6 @@ from xqg.generation.generate import generate_queries, generation_artifact
 from xqg.generation.released import import_released
 from xqg.generation.sampling import CandidateSampler, DecodingConfig
 from xqg.generation.store import GeneratedStore
-from xqg.models.tiny_t5 import TinyT5Config, tiny_t5_checkpoint
 
 LANGS = ["ja", "ru"]
 SETTINGS = {
@@ -34,32 +34,12 @@ SETTINGS = {
 }
 
 
-@pytest.fixture(autouse=True)
-def _one_thread() -> None:
-    # Tiny models on a shared 2-core machine: one thread avoids oversubscription stalls.
-    old = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(old)
+_one_thread = pytest.fixture(autouse=True)(one_torch_thread)
 
 
 @pytest.fixture(scope="module")
 def tiny_generator(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    texts = [
-        "Generate a Japanese question for this passage:",
-        "東京はどこですか",
-        "Где находится Москва?",
-    ] * 5
-    cfg = TinyT5Config(
-        vocab_size=300,
-        d_model=32,
-        d_kv=8,
-        d_ff=64,
-        num_layers=1,
-        num_decoder_layers=1,
-        num_heads=2,
-    )
-    return tiny_t5_checkpoint(cfg, texts, tmp_path_factory.mktemp("tiny"))
+    return tiny_generator_checkpoint(tmp_path_factory.mktemp("tiny"))
 
 
 @pytest.fixture(scope="module")

@@ -10,6 +10,7 @@ import pytest
 import torch
 from transformers import MT5Config
 
+from helpers.tiny import one_torch_thread, tiny_generator_checkpoint
 from xqg.data.corpus import open_corpus
 from xqg.data.formats.dpr import write_dpr_tsv
 from xqg.data.records import Passage
@@ -24,7 +25,6 @@ from xqg.generation.sampling import (
     resolve_batch_size,
 )
 from xqg.generation.store import GeneratedStore
-from xqg.models.tiny_t5 import TinyT5Config, tiny_t5_checkpoint
 
 GIB = 2**30
 MT5_BASE = MT5Config(vocab_size=250_112, d_model=768, d_kv=64, d_ff=2048, num_layers=12, num_heads=12)
@@ -39,25 +39,12 @@ SETTINGS = {
 }
 
 
-@pytest.fixture(autouse=True)
-def _one_thread() -> None:
-    old = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(old)
+_one_thread = pytest.fixture(autouse=True)(one_torch_thread)
 
 
 @pytest.fixture(scope="module")
 def generator(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    texts = [
-        "Generate a Japanese question for this passage:",
-        "東京はどこですか",
-        "Где находится Москва?",
-    ] * 5
-    cfg = TinyT5Config(
-        vocab_size=300, d_model=32, d_kv=8, d_ff=64, num_layers=1, num_decoder_layers=1, num_heads=2
-    )
-    return tiny_t5_checkpoint(cfg, texts, tmp_path_factory.mktemp("tiny"))
+    return tiny_generator_checkpoint(tmp_path_factory.mktemp("tiny"))
 
 
 @pytest.fixture(scope="module")

@@ -7,10 +7,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from xqg.core.artifacts import ArtifactDir
+from helpers.tiny import embedding_store
 from xqg.core.errors import XqgInputError
 from xqg.data.formats.runs import read_run, write_run
-from xqg.retrieval.embeddings import EmbeddingStore, ShardPlan, build_store, memory_rows
 from xqg.retrieval.index import gpu_available, search
 
 
@@ -27,21 +26,6 @@ def _data(n: int = 3000, dim: int = 24, nq: int = 37, seed: int = 0) -> tuple[np
     d = min(300, n // 4)
     p[n // 2 : n // 2 + d] = p[:d]  # exact duplicates: tied scores, broken by row
     return rng.standard_normal((nq, dim)).astype(np.float32), p
-
-
-def _store(tmp: Path, p: np.ndarray, shard_size: int, dtype: str = "fp32") -> EmbeddingStore:
-    ids = [f"doc{i}" for i in range(p.shape[0])]
-    art = ArtifactDir.for_spec(tmp, "embeddings", config={"test": shard_size, "dtype": dtype})
-    store = build_store(
-        art,
-        memory_rows(ids, ids),
-        ShardPlan.make(p.shape[0], shard_size),
-        lambda texts: p[[int(t[3:]) for t in texts]],
-        dtype=dtype,
-        chunk_size=400,
-    )
-    assert store is not None
-    return store
 
 
 def _assert_same_ranking(
@@ -84,7 +68,7 @@ def test_search_equals_brute_force_with_ties_by_row() -> None:
 def test_sharded_search_equals_one_index(tmp_path: Path) -> None:
     q, p = _data()
     whole = search(q, p, 500, ids=[f"doc{i}" for i in range(p.shape[0])], chunk_rows=10**6)
-    store = _store(tmp_path, p, shard_size=700)
+    store = embedding_store(tmp_path, p, shard_size=700)
     assert len(store.shards) == 5
     ref_rows, ref_scores = _brute_force(q, p, 501)
     _assert_same_ranking(whole.rows, ref_rows, ref_scores)
@@ -111,7 +95,7 @@ def test_depth_is_capped_at_the_corpus_size_and_validated() -> None:
 
 def test_transform_hook_sees_each_block_once_in_row_order(tmp_path: Path) -> None:
     q, p = _data(n=1000)
-    store = _store(tmp_path, p, shard_size=300)
+    store = embedding_store(tmp_path, p, shard_size=300)
     rng = np.random.default_rng(1)
     extra = rng.standard_normal(p.shape).astype(np.float32)
     seen: list[tuple[int, str, int]] = []
@@ -132,7 +116,7 @@ def test_transform_hook_sees_each_block_once_in_row_order(tmp_path: Path) -> Non
 
 def test_fp16_store_searches_what_it_stores(tmp_path: Path) -> None:
     q, p = _data(n=500)
-    store = _store(tmp_path, p, shard_size=200, dtype="fp16")
+    store = embedding_store(tmp_path, p, shard_size=200, dtype="fp16")
     res = search(q, store, 20)
     ref_rows, ref_scores = _brute_force(q, p.astype(np.float16).astype(np.float32), 21)
     _assert_same_ranking(res.rows, ref_rows, ref_scores)

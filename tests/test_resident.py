@@ -10,7 +10,8 @@ import numpy as np
 import pytest
 import torch
 
-from test_torch_search import TORCH, _store, _sums
+from helpers.tiny import embedding_store
+from test_torch_search import TORCH, _sums
 from xqg.core.artifacts import ArtifactDir
 from xqg.retrieval import resident
 from xqg.retrieval.embeddings import EmbeddingStore, ShardPlan, build_store, memory_rows
@@ -54,7 +55,7 @@ def test_a_second_search_reuses_blocks_and_sums(
 ) -> None:
     n, rng = 300, np.random.default_rng(3)
     p = rng.standard_normal((n, 16)).astype(np.float32)
-    passages = _store(tmp_path, p, shard_size=128, dtype="fp16")
+    passages = embedding_store(tmp_path, p, shard_size=128, dtype="fp16", chunk_size=300)
     sums = _sums(tmp_path, passages, [f"doc{i}" for i in range(n)])
     q = rng.standard_normal((5, 16)).astype(np.float32)
     reads = _counting(monkeypatch, passages, "iter_chunks")

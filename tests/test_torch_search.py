@@ -13,6 +13,7 @@ import pytest
 import torch
 
 from helpers.run_if import RunIf
+from helpers.tiny import embedding_store
 from xqg.core.artifacts import ArtifactDir
 from xqg.core.errors import XqgInputError
 from xqg.generation.released import import_released
@@ -35,21 +36,6 @@ def _int_data(n: int = 2000, dim: int = 16, nq: int = 23, seed: int = 0) -> tupl
     p = rng.integers(-2, 3, size=(n, dim)).astype(np.float32)
     p[n // 2 : n // 2 + 200] = p[:200]
     return rng.integers(-2, 3, size=(nq, dim)).astype(np.float32), p
-
-
-def _store(tmp: Path, p: np.ndarray, shard_size: int, dtype: str = "fp32") -> EmbeddingStore:
-    ids = [f"doc{i}" for i in range(p.shape[0])]
-    art = ArtifactDir.for_spec(tmp, "embeddings", config={"test": shard_size, "dtype": dtype})
-    store = build_store(
-        art,
-        memory_rows(ids, ids),
-        ShardPlan.make(p.shape[0], shard_size),
-        lambda texts: p[[int(t[3:]) for t in texts]],
-        dtype=dtype,
-        chunk_size=300,
-    )
-    assert store is not None
-    return store
 
 
 def _reference(q: np.ndarray, p: np.ndarray, k: int) -> np.ndarray:
@@ -109,7 +95,7 @@ def test_torch_equals_faiss_exactly_on_exact_scores(tmp_path: Path, chunk_rows: 
     inside = faiss_res.scores != faiss_res.scores[:, -1:]
     assert inside.mean() > 0.5
     np.testing.assert_array_equal(torch_res.docids[inside], faiss_res.docids[inside])
-    store = _store(tmp_path, p, shard_size=700)
+    store = embedding_store(tmp_path, p, shard_size=700, chunk_size=300)
     from_store = search(q, store, 150, chunk_rows=chunk_rows, backend=TORCH)
     np.testing.assert_array_equal(from_store.rows, want)
     np.testing.assert_array_equal(from_store.docids, torch_res.docids)
@@ -170,7 +156,7 @@ def test_fusion_on_the_device_has_the_host_bits_and_ranking(tmp_path: Path) -> N
     docids = [f"doc{i}" for i in range(n)]
     rng = np.random.default_rng(2)
     p = rng.standard_normal((n, 16)).astype(np.float32)
-    passages = _store(tmp_path, p, shard_size=128, dtype="fp16")
+    passages = embedding_store(tmp_path, p, shard_size=128, dtype="fp16", chunk_size=300)
     sums = _sums(tmp_path, passages, docids, missing=5)
     q = rng.standard_normal((7, 16)).astype(np.float32)
     for fusion in (Fusion(0.3, 2), Fusion(0.1, 3, "mean", ("ar", "fi")), Fusion(0.0, 1)):
@@ -228,7 +214,7 @@ def test_backend_choice_and_run_key() -> None:
 def test_cached_run_is_shared_by_fp32_backends_only(tmp_path: Path) -> None:
     rng = np.random.default_rng(4)
     p = rng.standard_normal((200, 8)).astype(np.float32)
-    passages = _store(tmp_path / "p", p, shard_size=100)
+    passages = embedding_store(tmp_path / "p", p, shard_size=100, chunk_size=300)
     qids = [f"q{i}" for i in range(5)]
     qm = rng.standard_normal((5, 8)).astype(np.float32)
     art = ArtifactDir.for_spec(tmp_path / "q", "embeddings", config={"q": 1})
