@@ -4,18 +4,23 @@ from __future__ import annotations
 
 import io
 import json
+import os
 import re
 from pathlib import Path
 from typing import Any
 
+import huggingface_hub
 import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
+from huggingface_hub import constants as hf_constants
 
+import xqg.data.hub_cache as hub_cache
 import xqg.data.sources as sources
 from xqg.core.errors import MissingResourceError, XqgInputError
 from xqg.data.formats.released import iter_released_generated, iter_released_records
 from xqg.data.sources import natural_key, parse_hub, resolve_source, resolve_sources
+from xqg.models.hub import split_revision
 
 
 def test_local_and_missing(tmp_path: Path) -> None:
@@ -216,17 +221,23 @@ def test_hub_glob_online_lists_the_repo(tmp_path: Path, monkeypatch: pytest.Monk
                 "data/shard_0.jsonl",
             ]
 
-    def download(repo_id: str, filename: str, repo_type: str, revision: str | None, local_dir: Path) -> str:
-        calls.append(("get", repo_id, filename, revision, repo_type))
-        return str(_write(Path(local_dir) / filename, filename))
+    hf_cache = tmp_path / "hf-cache"  # stands for the shared HF cache (HF_HUB_CACHE)
+
+    def download(repo_id: str, filename: str, repo_type: str, revision: str | None) -> str:
+        calls.append(("get", repo_id, filename, revision, repo_type))  # no local_dir: the shared cache
+        return str(_write(hf_cache / repo_id / str(revision) / filename, filename))
+
+    def cached(repo: str, filename: str, repo_type: str, revision: str | None) -> Path | None:
+        f = hf_cache / repo / str(revision) / filename
+        return f if f.is_file() else None
 
     monkeypatch.setattr(sources, "HfApi", Api)
     monkeypatch.setattr(sources, "hf_hub_download", download)
+    monkeypatch.setattr(sources, "hf_cached", cached)
     got = resolve_sources("hf://datasets/ielab/x@abc123/data/shard_*.jsonl", tmp_path, offline=False)
     assert [p.name for p in got] == ["shard_0.jsonl", "shard_2.jsonl", "shard_10.jsonl"]
-    assert all(
-        p.is_relative_to(tmp_path / "sources" / "hf" / "dataset" / "ielab" / "x" / "abc123") for p in got
-    )
+    assert all(p.is_relative_to(hf_cache / "ielab" / "x" / "abc123") for p in got)
+    assert not (tmp_path / "sources").exists()  # nothing in a private copy
     assert calls[0] == ("list", "ielab/x", "abc123", "dataset")
     assert [c[2] for c in calls[1:]] == ["data/shard_0.jsonl", "data/shard_2.jsonl", "data/shard_10.jsonl"]
     assert {c[3] for c in calls[1:]} == {"abc123"}
@@ -321,3 +332,66 @@ def test_released_generated_errors(tmp_path: Path, row: dict, expected: str) -> 
     path.write_text(json.dumps(row) + "\n")
     with pytest.raises(XqgInputError, match=expected):
         list(iter_released_generated(path))
+
+
+def _hf_cache_layout(root: Path, repo: str, commit: str, files: list[str], ref: str = "main") -> Path:
+    """A Hugging Face cache entry as huggingface_hub writes it (snapshots/<commit>/..., refs/<branch>)."""
+    entry = root / f"datasets--{repo.replace('/', '--')}"
+    _write(entry / "refs" / ref, commit)
+    for f in files:
+        _write(entry / "snapshots" / commit / f, f)
+    return entry / "snapshots" / commit
+
+
+def test_hub_files_come_from_the_shared_hf_cache(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Files in the HF cache at the pinned revision are used offline (one file, a glob, a branch name), and a
+    file copied by hand to the cache folder still comes first."""
+    commit = "779a7c755c602c1fbc3fb66780330febb9fb0c10"
+    snap = _hf_cache_layout(tmp_path / "hf", "ielab/x", commit, ["data/shard_2.jsonl", "data/shard_10.jsonl"])
+    monkeypatch.setattr(hf_constants, "HF_HUB_CACHE", str(tmp_path / "hf"))
+    monkeypatch.setattr(sources, "hf_hub_download", lambda **k: pytest.fail("no download when cached"))
+    cache = tmp_path / "cache"
+    one = resolve_source(f"hf://datasets/ielab/x@{commit}/data/shard_2.jsonl", cache, offline=True)
+    assert one == snap / "data" / "shard_2.jsonl"
+    assert resolve_source("hf://datasets/ielab/x@main/data/shard_2.jsonl", cache, offline=True) == one
+    got = resolve_sources(f"hf://datasets/ielab/x@{commit}/data/shard_*.jsonl", cache, offline=True)
+    assert got == [snap / "data" / "shard_2.jsonl", snap / "data" / "shard_10.jsonl"]
+    by_hand = _write(cache / "sources" / "hf" / "dataset" / "ielab" / "x" / commit / "data" / "shard_2.jsonl")
+    assert (
+        resolve_source(f"hf://datasets/ielab/x@{commit}/data/shard_2.jsonl", cache, offline=True) == by_hand
+    )
+    with pytest.raises(MissingResourceError, match=r"huggingface-cli download ielab/x data/other\.jsonl"):
+        resolve_source(f"hf://datasets/ielab/x@{commit}/data/other.jsonl", cache, offline=True)
+
+
+def test_offline_is_detected_once_and_never_retried(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """No HF_HUB_OFFLINE: the first hub request probes once; an unreachable hub switches the process offline, so
+    neither this nor later requests (ours or transformers') try the network again."""
+    for var in ("HF_HUB_OFFLINE", "XQG_OFFLINE"):
+        monkeypatch.delenv(var, raising=False)
+    monkeypatch.setattr(hf_constants, "HF_HUB_OFFLINE", False)
+    monkeypatch.setattr(hub_cache, "_PROBED", {})
+    probes: list[int] = []
+
+    def unreachable() -> str:
+        probes.append(1)
+        return "ConnectError: [Errno -2] Name or service not known"
+
+    monkeypatch.setattr(hub_cache, "probe_hub", unreachable)
+    monkeypatch.setattr(sources, "hf_cached", lambda *a: None)
+    monkeypatch.setattr(sources, "hf_hub_download", lambda **k: pytest.fail("a download was tried offline"))
+    monkeypatch.setattr(sources, "HfApi", lambda: pytest.fail("a listing was tried offline"))
+    with pytest.raises(MissingResourceError, match=r"not available offline"):
+        resolve_source("hf://datasets/ielab/x@v1/a.jsonl", tmp_path)
+    with pytest.raises(MissingResourceError, match=r"no file matches 'data/\*' offline"):
+        resolve_sources("hf://datasets/ielab/x@v1/data/", tmp_path)
+    assert split_revision("google/mt5-base@abc") == ("google/mt5-base", "abc")
+    assert probes == [1]
+    assert os.environ["HF_HUB_OFFLINE"] == "1" and hf_constants.HF_HUB_OFFLINE is True
+    assert huggingface_hub.is_offline_mode()  # what transformers' from_pretrained asks
+    # a reachable hub is probed once too, and stays online
+    monkeypatch.setattr(hub_cache, "_PROBED", {})
+    monkeypatch.setattr(hf_constants, "HF_HUB_OFFLINE", False)
+    monkeypatch.delenv("HF_HUB_OFFLINE")
+    assert hub_cache.hub_offline(lambda: None) is False and hub_cache.hub_offline(unreachable) is False
+    assert probes == [1]

@@ -5,15 +5,19 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import subprocess
 import sys
 from pathlib import Path
 
 import pytest
 
+from helpers.config import settings
+from xqg.core.errors import XqgInputError
 from xqg.data.formats.jsonl import write_jsonl
 from xqg.data.formats.runs import write_run
 from xqg.tasks.eval_cli import main
+from xqg.tasks.score import options_from_settings
 
 REPO = Path(__file__).resolve().parents[1]
 DEV = "xor-tydi/xor_dev_retrieve_eng_span_v1_1.jsonl"
@@ -223,8 +227,6 @@ def test_bad_input_gives_one_line_and_exit_code_2(small_world, capsys, case, pat
     elif case == "no_such_file":
         args[3] = str(w / "nope.json")
     assert main(args) == 2
-    import re
-
     assert re.search(pattern, _error_line(capsys))
 
 
@@ -277,3 +279,101 @@ def test_evaluate_py_scores_files_and_writes_results_json(small_world, shared_da
     stderr = [x for x in proc.stderr.splitlines() if x.strip()]
     stray = [x for x in stderr if "Warning" in x]
     assert not stray, proc.stderr
+
+
+def test_several_named_systems_qrels_measures_and_every_output(small_world, capsys):
+    """Three runs against the first, with names, qrels measures, Holm, and the LaTeX/CSV/per-question files."""
+    w = small_world
+    qids = [f"q{i}" for i in range(12)]
+    run_c = {q: [(f"d{(i + 1 + j) % 20}", 5.0 - j) for j in range(5)] for i, q in enumerate(qids)}
+    write_run(w / "run_c.tsv", run_c)
+    # the gold passage of q<i> is d<i+1>: rank 2 in run_a, absent from run_b, rank 1 in run_c
+    (w / "dev.qrels").write_text("".join(f"q{i} 0 d{(i + 1) % 20} 1\n" for i in range(12)))
+    out = {x: w / f"out.{x}" for x in ("json", "tex", "csv", "tsv")}
+    argv = ["--questions", str(w / "q.jsonl"), "--corpus", str(w / "corpus.jsonl"), "--k", "1"]
+    argv += ["--run", *(str(w / f"run_{x}.tsv") for x in "abc"), "--names", "base", "x", "y"]
+    argv += ["--qrels", str(w / "dev.qrels"), "--measures", "MRR@10", "Recall@1", "nDCG@10", "mAP@20"]
+    argv += ["--correction", "holm", "--cache-dir", str(w / "cache"), "--json", str(out["json"])]
+    argv += ["--latex", str(out["tex"]), "--csv", str(out["csv"]), "--per-query", str(out["tsv"])]
+    assert main(argv) == 0
+    text = capsys.readouterr().out
+    rows = {tuple(line.split()[:2]) for line in text.splitlines()}
+    for name in ("base", "x", "y"):
+        assert {(name, "R@1kt"), (name, "MRR@10"), (name, "Recall@1"), (name, "mAP@20")} <= rows
+    assert (
+        "(Holm-adjusted over the 30 tests of each comparison)" in text
+    )  # (ja, ko, macro) x 5 metrics x 2 tests
+    got = json.loads(out["json"].read_text())
+    assert got["MRR@10"]["macro"] == pytest.approx(50.0) and got["compare"]["name"] == "x"
+    assert [s["name"] for s in got["systems"]] == ["x", "y"]
+    y = got["systems"][1]
+    assert y["MRR@10"]["macro"] == 100.0 and y["Recall@1"]["ja"] == 100.0
+    assert y["significance"]["correction"] == "holm" and y["significance"]["a"] == "base"
+    assert set(y["significance"]["tests"]) == {"R@1kt", "MRR@10", "Recall@1", "nDCG@10", "mAP@20"}
+    tex = out["tex"].read_text()
+    assert tex.startswith(r"\begin{tabular}{llrrr}") and r"y & MRR@10 & 100.00" in tex
+    csv_rows = out["csv"].read_text().splitlines()
+    assert csv_rows[0] == (
+        "system,metric,language,value,questions,markers,p_ttest,p_randomization,"
+        "p_ttest_adjusted,p_randomization_adjusted"
+    )
+    assert len(csv_rows) == 1 + 3 * 5 * 3  # systems x metrics x (ja, ko, macro)
+    assert any(r.startswith("base,MRR@10,macro,50.0,12,,,") for r in csv_rows)
+    per_query = [r.split("\t") for r in out["tsv"].read_text().splitlines()]
+    assert per_query[0] == ["system", "qid", "lang", "R@1kt", "MRR@10", "Recall@1", "nDCG@10", "mAP@20"]
+    assert len(per_query) == 1 + 3 * 12
+    assert ["base", "q0", "ko"] == per_query[1][:3] and per_query[1][4] == "0.5"
+    assert {r[3] for r in per_query[1:]} <= {"0", "1"}
+    # the LaTeX table can go to stdout instead of the text one
+    assert main([*argv[: argv.index("--json")], "--latex", "-"]) == 0
+    assert capsys.readouterr().out.startswith(r"\begin{tabular}")
+
+
+@pytest.mark.parametrize(
+    ("extra", "pattern"),
+    [
+        (["--names", "only-one"], r"field '--names': 1 names for 2 systems"),
+        (["--names", "s", "s"], r"field '--names': names must be distinct"),
+        (["--qrels", "dev.qrels"], r"--qrels needs --run files"),
+        (["--latex", "-", "--csv", "-"], r"only one table can go to stdout"),
+        (["--correction", "bonferroni"], r"argument --correction: invalid choice"),
+    ],
+)
+def test_multi_system_flags_fail_before_scoring(small_world, capsys, extra, pattern):
+    w = small_world
+    argv = [
+        "--questions",
+        str(w / "q.jsonl"),
+        "--predictions",
+        str(w / "pred_a.json"),
+        str(w / "pred_b.json"),
+    ]
+    if "invalid choice" in pattern:  # argparse's own usage error: exit code 2 as well
+        with pytest.raises(SystemExit) as exc:
+            main([*argv, *extra])
+        assert exc.value.code == 2
+    else:
+        assert main([*argv, *extra]) == 2
+    assert re.search(pattern, capsys.readouterr().err)
+
+
+def test_bad_measure_names_the_flag(small_world, capsys):
+    w = small_world
+    (w / "dev.qrels").write_text("q0 0 d1 1\n")
+    argv = [
+        "--questions",
+        str(w / "q.jsonl"),
+        "--corpus",
+        str(w / "corpus.jsonl"),
+        "--run",
+        str(w / "run_a.tsv"),
+    ]
+    assert main([*argv, "--qrels", str(w / "dev.qrels"), "--measures", "MRR@ten"]) == 2
+    assert "field '--measures': unknown measure 'MRR@ten'" in _error_line(capsys)
+
+
+def test_metrics_correction_setting_reaches_the_scoring_options():
+    assert options_from_settings(settings("evaluate").metrics).correction == "none"
+    assert options_from_settings(settings("evaluate", "metrics.correction=holm").metrics).correction == "holm"
+    with pytest.raises(XqgInputError, match=r"field 'metrics.correction': must be one of \['none', 'holm'\]"):
+        options_from_settings(settings("evaluate", "metrics.correction=bonferroni").metrics)

@@ -11,6 +11,8 @@ from xqg.evaluation.plots import (
     best_vs_baseline_heading,
     best_vs_baseline_table,
     curve,
+    heatmap_grid,
+    no_gain_sentence,
     paper_plots,
     xqg_table,
 )
@@ -47,7 +49,7 @@ def test_paper_plots_and_table(tmp_path: Path) -> None:
     files = paper_plots(
         GRID, tmp_path, metrics=("R@2kt", "R@5kt"), best={"augmentation.alpha": 0.01, "augmentation.n": 2}
     )
-    assert set(files) == {"r2kt_vs_alpha", "r2kt_vs_n"}
+    assert set(files) == {"r2kt_vs_alpha", "r2kt_vs_n", "r2kt_alpha_n"}
     for f in files.values():
         assert Path(f).read_bytes()[:4] == b"\x89PNG"
         assert Path(f).with_suffix(".pdf").read_bytes()[:5] == b"%PDF-"
@@ -107,3 +109,30 @@ def test_alpha_curve_takes_the_baseline_point_from_the_trials() -> None:
     lines = curve(no_zero, "alpha", "R@2kt", {"n": 2})
     assert lines["macro"] == [(0.0, 35.0), (0.01, 36.5), (0.05, 35.0)]
     assert curve(GRID[2:], "alpha", "R@2kt", {"n": 2})["macro"][0] == (0.01, 36.5)  # no baseline anywhere
+
+
+def test_alpha_n_heatmap_cells_and_binning(tmp_path: Path) -> None:
+    labels, ns, cells = heatmap_grid(GRID, "R@2kt")
+    # alpha = 0 is the baseline (in the title), not a column; each cell is the macro value of its setting
+    assert labels == ["0.01", "0.05"] and ns == [1, 2]
+    assert cells == [[36.5, 34.5], [36.5, 35.0]]
+    # a TPE study's many distinct alphas fall into equal-width columns; each cell keeps its best value
+    tpe = [_rec(0.001 * i, 1 + i % 2, 40.0 + i, 30.0) for i in range(1, 31)]
+    labels, ns, cells = heatmap_grid(tpe, "R@2kt")
+    assert len(labels) == 10 and labels[0].startswith("0.001-") and ns == [1, 2]
+    assert cells[0][-1] == (70.0 + 30.0) / 2 and cells[1][-1] == (69.0 + 30.0) / 2  # alpha 0.030 / 0.029
+    assert cells[0][0] == (42.0 + 30.0) / 2 and cells[1][0] == (43.0 + 30.0) / 2  # best of 0.001-0.003
+    assert heatmap_grid(GRID[:2], "R@2kt") == ([], [], [])  # baseline only: nothing to map
+    files = paper_plots(tpe, tmp_path, best={"augmentation.alpha": 0.03, "augmentation.n": 2})
+    assert Path(files["r2kt_alpha_n"]).with_suffix(".pdf").read_bytes()[:5] == b"%PDF-"
+
+
+def test_plain_sentence_when_no_setting_beats_the_baseline() -> None:
+    assert no_gain_sentence(GRID) is None  # alpha=0.01, n=1 and n=2 beat 35.0
+    lost = [GRID[0], _rec(0.01, 2, 38.0, 30.0), _rec(0.05, 1, 40.0, 29.0)]
+    sentence = no_gain_sentence(lost)
+    assert sentence == (
+        "No xQG setting beat the baseline on macro R@2kt: the best of 2 (alpha=0.05, n=1) reached 34.50 "
+        "against the baseline's 35.00."
+    )
+    assert no_gain_sentence(GRID[2:]) is None  # no baseline to compare with

@@ -302,11 +302,12 @@ def test_a_killed_grid_sweep_resumes_through_hydra_without_repeating_a_point(tmp
     grid = ["augmentation.alpha=choice(0.0,0.01,0.05)", "augmentation.n=range(1,3)"]
     common = [f"hydra.sweeper.storage=sqlite:///{db}", *grid]
     assert _toy_sweep(app, 3, f"hydra.sweep.dir={tmp_path / 's1'}", *common) == 86
-    study = optuna.load_study(study_name="xqg-grid_paper", storage=f"sqlite:///{db}")
+    (name,) = optuna.get_all_study_names(f"sqlite:///{db}")  # xqg-grid_paper-<experiment>-<storage digest>
+    study = optuna.load_study(study_name=name, storage=f"sqlite:///{db}")
     assert [t.state.name for t in study.trials] == ["COMPLETE"] * 3 + ["RUNNING"]
 
     assert _toy_sweep(app, None, f"hydra.sweep.dir={tmp_path / 's2'}", *common) == 0
-    trials = optuna.load_study(study_name="xqg-grid_paper", storage=f"sqlite:///{db}").trials
+    trials = optuna.load_study(study_name=name, storage=f"sqlite:///{db}").trials  # the same study, resumed
     states = [t.state.name for t in trials]
     assert states.count("FAIL") == 1 and "RUNNING" not in states and "WAITING" not in states
     points = sorted(tuple(t.params.values()) for t in trials if t.state.name == "COMPLETE")

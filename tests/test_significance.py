@@ -11,7 +11,7 @@ from scipy.stats import t as t_dist
 
 from xqg.core.errors import XqgInputError
 from xqg.evaluation.result import EvalResult
-from xqg.evaluation.significance import compare, paired_randomization, paired_ttest
+from xqg.evaluation.significance import compare, correct, holm, paired_randomization, paired_ttest
 from xqg.evaluation.tables import metrics_of_results, paper_table, significance_footnotes
 
 
@@ -144,3 +144,37 @@ def test_report_tables_from_saved_results():
     ]
     text = paper_table(systems, counts=False).splitlines()
     assert text[0].split() == ["System", "Metric", "ar", "te", "Avg"] and len(text) == 4
+
+
+def test_holm_adjusts_step_down_and_caps_at_one():
+    # sorted 0.005 (x4), 0.01 (x3), 0.03 (x2), 0.04 (x1 -> kept monotone at 0.06)
+    assert holm([0.01, 0.04, 0.03, 0.005]) == pytest.approx([0.03, 0.06, 0.06, 0.02])
+    assert holm([0.5, 0.9]) == [1.0, 1.0] and holm([]) == [] and holm([0.2]) == [0.2]
+
+
+def test_holm_over_one_comparison_drops_markers_the_family_does_not_support():
+    langs = {**{f"f{i}": "fi" for i in range(40)}, **{f"j{i}": "ja" for i in range(40)}}
+    a = result({q: int(q[1:]) < 10 for q in langs}, langs)
+    b = result({q: int(q[1:]) < (17 if q[0] == "f" else 10) for q in langs}, langs)
+    plain = compare(a, b, permutations=2000, seed=1)
+    assert plain.markers("R@2kt", "fi") == "†‡" and plain.to_json()["correction"] == "none"
+    # fi: 7 discordant questions, all for b -> exact randomisation p = 2 / 2^7; family: (fi, ja, macro) x 2 tests
+    assert plain.p_value("R@2kt", "fi", "randomization") == pytest.approx(1 / 64)
+    holm_comp = compare(a, b, permutations=2000, seed=1, correction="holm")
+    p_t = plain.p_value("R@2kt", "fi", "ttest")
+    assert holm_comp.family == 6
+    assert holm_comp.marker_p("R@2kt", "fi", "ttest") == pytest.approx(6 * p_t)
+    assert holm_comp.marker_p("R@2kt", "fi", "randomization") == pytest.approx(4 / 64)
+    assert holm_comp.p_value("R@2kt", "fi", "randomization") == pytest.approx(1 / 64)  # raw p kept
+    assert holm_comp.markers("R@2kt", "fi") == "†" and holm_comp.markers("R@2kt", "macro") == "†"
+    saved = holm_comp.to_json()
+    assert saved["correction"] == "holm" and saved["family"] == 6
+    assert saved["adjusted"]["R@2kt"]["fi"]["randomization"] == pytest.approx(1 / 16)
+    # a loss stays a loss after the correction; "none" drops an earlier adjustment
+    assert compare(b, a, permutations=2000, seed=1, correction="holm").markers("R@2kt", "fi") == "↓†"
+    correct(holm_comp, "none")
+    assert holm_comp.markers("R@2kt", "fi") == "†‡" and "adjusted" not in holm_comp.to_json()
+    with pytest.raises(XqgInputError, match="unknown correction 'bonferroni'"):
+        compare(a, b, correction="bonferroni")
+    notes = significance_footnotes(0.05, "base", ["ttest"], "holm", 6)
+    assert notes[0] == "† p < 0.05 vs base, paired t-test (Holm-adjusted over the 6 tests of each comparison)"

@@ -9,6 +9,7 @@ import subprocess
 import sys
 import textwrap
 from pathlib import Path
+from typing import Any
 
 import optuna
 import pytest
@@ -97,30 +98,123 @@ def test_study_report_and_importance_fallback(tmp_path: Path) -> None:
     assert (tmp_path / "one" / "optuna_slice.png").exists()
 
 
-def test_study_plots_and_trials_go_to_the_tracker(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_study_run_in_wandb_has_plots_trials_and_a_per_language_table(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     from omegaconf import OmegaConf
 
     from xqg.tasks import study_report, tracking
 
     trackers: list[tracking.Tracker] = []
+    names: list[str] = []
 
-    def start_run(logger: object, *, config: object, job_type: str) -> tracking.Tracker:
+    def start_run(logger: object, *, config: object, job_type: str, name: str) -> tracking.Tracker:
         assert job_type == "study"
+        names.append(name)
         trackers.append(tracking.Tracker(None))
         return trackers[-1]
 
     monkeypatch.setattr(study_report, "start_run", start_run)
     optuna.logging.set_verbosity(optuna.logging.WARNING)
-    summary = write_study_report(_toy_study([(0.0, 1, 30.0), (0.01, 2, 33.0)]), tmp_path / "s")
-    study_report._log_study(OmegaConf.create({"logger": {}}), summary)
+    study = optuna.create_study(direction="maximize", study_name="toy")
+    base = {"R@2kt": {"ar": 30.0, "ja": 20.0, "macro": 25.0}}
+    for alpha, n, value in [(0.0, 1, 30.0), (0.01, 2, 33.0)]:
+        t = study.ask()
+        t.suggest_float("augmentation.alpha", alpha, alpha)
+        t.suggest_int("augmentation.n", n, n)
+        folder = tmp_path / str(t.number)
+        wandb = {"id": f"r{t.number}", "name": f"x{t.number}"}
+        write_trial_record(folder, {"alpha": alpha, "n": n}, METRICS, baseline=base, wandb=wandb)
+        t.set_user_attr("run_dir", str(folder))
+        study.tell(t, value)
+    records = load_trial_records(tmp_path)
+    summary = write_study_report(study, tmp_path / "s", records)
+    config = OmegaConf.create({"logger": {}, "hydra": {"runtime": {"choices": {"experiment": "demo"}}}})
+    study_report._log_study(config, summary, study, records)
     (tracker,) = trackers
+    assert names == ["demo-study-toy"] and tracker.exit_code == 0
     kinds = {(h["kind"], h.get("name")) for h in tracker.history}
-    assert {("image", "study/optuna_slice"), ("image", "study/optuna_importance")} <= kinds
-    assert ("table", "study/trials") in kinds
-    (table,) = [h for h in tracker.history if h["kind"] == "table"]
-    assert table["rows"] == 2
-    (metrics,) = [h["data"] for h in tracker.history if h["kind"] == "metrics"]
-    assert metrics == {"study/best_value": 33.0}
+    assert {
+        ("image", "study/optuna_slice"),
+        ("image", "study/optuna_history"),
+        ("image", "study/r2kt_alpha_n"),
+    } <= kinds
+    (trials,) = [h for h in tracker.history if h.get("name") == "study/trials"]
+    assert trials["rows"] == 2
+    (by_lang,) = [h for h in tracker.history if h.get("name") == "study/trials_by_language"]
+    assert by_lang["columns"] == ["trial", "alpha", "n", "metric", "ar", "ja", "macro", "wandb_run"]
+    assert by_lang["data"][0] == ["baseline", 0.0, None, "R@2kt", 30.0, 20.0, 25.0, None]
+    assert by_lang["data"][1] == ["0", 0.0, 1, "R@2kt", 40.0, 30.0, 35.0, "x0"]
+    assert [r[0] for r in by_lang["data"]] == ["baseline", "0", "0", "1", "1"]  # R@2kt and R@5kt per trial
+    import wandb
+
+    wandb.Table(columns=by_lang["columns"], data=by_lang["data"])  # one type per column, as W&B requires
+    (final,) = [h["data"] for h in tracker.history if h["kind"] == "summary"]
+    assert final == {"study/best_value": 33.0}
+
+
+def test_study_figures_are_optuna_artifacts_stored_once(tmp_path: Path) -> None:
+    from optuna.artifacts import get_all_artifact_meta
+
+    from xqg.tasks.study_report import artifact_dir_for, store_artifacts
+
+    optuna.logging.set_verbosity(optuna.logging.WARNING)
+    storage = f"sqlite:///{tmp_path}/sweep/optuna.db"
+    (tmp_path / "sweep").mkdir()
+    study = optuna.create_study(study_name="toy", storage=storage)
+    artifacts = artifact_dir_for(storage, tmp_path / "other")
+    assert artifacts == tmp_path / "sweep" / "artifacts"  # beside the storage: a resume finds them
+    assert artifact_dir_for("postgresql://h/db", tmp_path / "other") == tmp_path / "other" / "artifacts"
+    report = tmp_path / "study"
+    report.mkdir()
+    for name, data in [
+        ("r2kt_alpha_n.png", b"\x89PNG1"),
+        ("table.tex", b"t1"),
+        ("r2kt_alpha_n.pdf", b"%PDF"),
+    ]:
+        (report / name).write_bytes(data)
+    stored = store_artifacts(study, sorted(report.iterdir()), artifacts)
+    assert sorted(stored) == ["r2kt_alpha_n.png", "table.tex"]  # the PDF twin stays in the folder only
+    assert (artifacts / stored["table.tex"]).read_bytes() == b"t1"
+    # a second report (a resumed study) replaces its files in place: each name once in the dashboard
+    (report / "table.tex").write_bytes(b"t2")
+    assert store_artifacts(study, sorted(report.iterdir()), artifacts) == stored
+    assert (artifacts / stored["table.tex"]).read_bytes() == b"t2"
+    metas = get_all_artifact_meta(optuna.load_study(study_name="toy", storage=storage))
+    assert sorted(m.filename for m in metas) == ["r2kt_alpha_n.png", "table.tex"]
+
+
+def test_study_names_are_unique_per_storage_and_kept_on_resume(tmp_path: Path) -> None:
+    from omegaconf import OmegaConf
+
+    from xqg.tasks.sweep_resume import derived_study_name, name_study, storage_digest
+
+    a, b = f"sqlite:///{tmp_path}/a/optuna.db", f"sqlite:///{tmp_path}/b/optuna.db"
+    assert derived_study_name("xqg-alpha_n", "demo", a) == f"xqg-alpha_n-demo-{storage_digest(a)}"
+    assert storage_digest(a) != storage_digest(b) and len(storage_digest(a)) == 8
+    assert derived_study_name("s", None, a).startswith("s-default-")
+    (tmp_path / "a").mkdir()
+
+    def config(storage: str, *overrides: str) -> Any:
+        return OmegaConf.create(
+            {
+                "hydra": {
+                    "sweeper": {"storage": storage, "study_name": "xqg-alpha_n"},
+                    "overrides": {"task": list(overrides)},
+                    "runtime": {"choices": {"experiment": "demo"}},
+                }
+            }
+        )
+
+    cfg = config(a)
+    name = name_study(cfg)
+    assert name == derived_study_name("xqg-alpha_n", "demo", a) == cfg.hydra.sweeper.study_name
+    assert cfg.hydra.overrides.task == [f"hydra.sweeper.study_name={name}"]  # every job gets it
+    given = config(a, "hydra.sweeper.study_name=mine")
+    given.hydra.sweeper.study_name = "mine"
+    assert name_study(given) == "mine"  # named on the command line: kept
+    optuna.create_study(study_name="xqg-alpha_n", storage=a)
+    assert name_study(config(a)) == "xqg-alpha_n"  # a study stored under the plain name: resumed as it is
 
 
 def test_trial_records_roundtrip(tmp_path: Path) -> None:
@@ -141,7 +235,7 @@ def test_trial_records_roundtrip(tmp_path: Path) -> None:
 
 
 def test_trial_attrs_land_on_the_running_trial(tmp_path: Path) -> None:
-    from xqg.tasks.trial_attrs import record_trial, trial_attrs
+    from xqg.tasks.trial_attrs import job_trial_number, record_trial, trial_attrs
 
     optuna.logging.set_verbosity(optuna.logging.WARNING)
     storage = f"sqlite:///{tmp_path}/o.db"
@@ -155,15 +249,22 @@ def test_trial_attrs_land_on_the_running_trial(tmp_path: Path) -> None:
         objective=35.0,
         markers={"R@2kt": {"ar": "↓†", "ja": ""}},
         baseline=METRICS,
+        wandb={"id": "ab12cd34", "name": "demo-evaluate-a0.01-n2", "dir": "/w/offline-run-x-ab12cd34"},
     )
     overrides = [f"augmentation.n={t2.params['augmentation.n']}", "experiment=demo"]
     if t1.params == t2.params:  # the same point twice: the first one without a run folder gets it
         t2 = t1
+    assert job_trial_number(storage, "s", overrides) == t2.number  # the job's console label
+    assert (
+        job_trial_number(None, "s", overrides) is None
+        and job_trial_number(storage, "nope", overrides) is None
+    )
     assert record_trial(storage, "s", overrides, tmp_path / "job", ["R@2kt"]) == t2.number
     attrs = optuna.load_study(study_name="s", storage=storage).trials[t2.number].user_attrs
     assert attrs["R@2kt/ar"] == 40.0 and attrs["R@5kt/macro"] == 47.0 and attrs["baseline/R@2kt/ja"] == 30.0
     assert attrs["markers/R@2kt/ar"] == "↓†" and "markers/R@2kt/ja" not in attrs
     assert attrs["run_dir"] == str(tmp_path / "job") and "R@2kt/count" not in attrs
+    assert (attrs["wandb_run_id"], attrs["wandb_run_name"]) == ("ab12cd34", "demo-evaluate-a0.01-n2")
     assert optuna.load_study(study_name="s", storage=storage).metric_names == ["R@2kt"]
     # a job whose overrides match no running trial is logged and skipped
     assert record_trial(storage, "s", ["augmentation.n=99"], tmp_path / "job", None) is None
@@ -263,8 +364,17 @@ def _trials(db: Path) -> list[tuple[int, str]]:
 @pytest.mark.slow
 def test_optuna_sweep_through_hydra_sqlite_and_resume(toy_app: Path, tmp_path: Path) -> None:
     d1, d2 = tmp_path / "sweep1", tmp_path / "sweep2"
-    _multirun(toy_app, "sweep=alpha_n", "hydra.sweeper.n_trials=3", f"hydra.sweep.dir={d1}")
+    first = _multirun(toy_app, "sweep=alpha_n", "hydra.sweeper.n_trials=3", f"hydra.sweep.dir={d1}")
     assert _trials(d1 / "optuna.db") == [(0, "COMPLETE"), (1, "COMPLETE"), (2, "COMPLETE")]
+    (name,) = optuna.get_all_study_names(f"sqlite:///{d1}/optuna.db")
+    assert name.startswith("xqg-alpha_n-default-")  # unique per study: the storage's digest
+    # the sweep ends by listing what it wrote; its figures are Optuna artifacts beside the storage
+    listing = first.stdout[first.stdout.index("Files written by this sweep") :]
+    assert str(d1 / "study" / "r2kt_alpha_n.pdf") in listing and str(d1 / "study" / "trials.csv") in listing
+    assert "3 trial run folder(s)" in listing and f"--artifact-dir {d1 / 'artifacts'}" in listing
+    assert "Files written by this sweep" in (d1 / "sweep.log").read_text()
+    stored = len(list((d1 / "artifacts").iterdir()))
+    assert stored >= 8 and f"({stored} Optuna artifacts" in listing
     recs = load_trial_records(d1)
     assert len(recs) == 3 and all(
         r["params"]["enabled"] and r["params"]["tune_split"] == "tune" for r in recs
@@ -277,7 +387,15 @@ def test_optuna_sweep_through_hydra_sqlite_and_resume(toy_app: Path, tmp_path: P
         "augmentation.alpha": best["params"]["alpha"],
         "augmentation.n": best["params"]["n"],
     }
-    for png in ("optuna_importance", "optuna_slice", "r2kt_vs_alpha", "r2kt_vs_n", "r5kt_vs_alpha"):
+    for png in (
+        "optuna_importance",
+        "optuna_slice",
+        "optuna_history",
+        "r2kt_vs_alpha",
+        "r2kt_vs_n",
+        "r5kt_vs_alpha",
+        "r2kt_alpha_n",
+    ):
         assert (d1 / "study" / f"{png}.png").read_bytes()[:4] == b"\x89PNG", png
     # resume: a second run on the same storage (new run folder) continues the study
     _multirun(
@@ -288,6 +406,12 @@ def test_optuna_sweep_through_hydra_sqlite_and_resume(toy_app: Path, tmp_path: P
         f"hydra.sweeper.storage=sqlite:///{d1}/optuna.db",
     )
     assert len(_trials(d1 / "optuna.db")) == 5 and not (d2 / "optuna.db").exists()
+    assert optuna.get_all_study_names(f"sqlite:///{d1}/optuna.db") == [name]  # the same study, resumed
+    points = [
+        tuple(t.params.values())
+        for t in optuna.load_study(study_name=name, storage=f"sqlite:///{d1}/optuna.db").trials
+    ]
+    assert not set(points[3:]) & set(points[:3])  # the seeded sampler proposes new points, no replay
     s2 = json.loads((d2 / "study" / "study_summary.json").read_text())
     assert s2["trials"] == 5
     rows = list(csv.DictReader((d2 / "study" / "trials.csv").open()))

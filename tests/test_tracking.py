@@ -9,7 +9,18 @@ import yaml
 from pytorch_lightning.loggers import CSVLogger, WandbLogger
 
 from xqg.core.errors import XqgInputError
-from xqg.tasks.tracking import Tracker, lightning_loggers, start_run, wandb_node
+from xqg.tasks import tracking
+from xqg.tasks.tracking import (
+    Tracker,
+    exit_code,
+    finish_loggers,
+    init_arguments,
+    lightning_loggers,
+    run_group,
+    run_name,
+    start_run,
+    wandb_node,
+)
 
 CONFIG = {
     "train": {"lr": 1e-3},
@@ -62,6 +73,11 @@ def test_lightning_loggers_write_csv_with_the_config(tmp_path: Path, monkeypatch
     assert wb._wandb_init["mode"] == "offline" and wb._wandb_init["project"] == "p1"
     assert wb._wandb_init["tags"] == ["a"] and wb._wandb_init["config"]["train"]["lr"] == 1e-3
     assert wb._wandb_init["job_type"] == "train_retriever"
+    # readable name, the training group, W&B silent, and no `anonymous` (W&B warns it is deprecated)
+    assert wb._wandb_init["name"] == "default-train_retriever"
+    assert wb._wandb_init["group"] == "default-train"
+    assert wb._wandb_init["settings"].silent is True and "anonymous" not in wb._wandb_init
+    assert "quiet" not in wb._wandb_init
     assert wb._wandb_init["config"]["trainer"] == {
         "_target_": "pytorch_lightning.Trainer"
     }  # carried, not built
@@ -85,3 +101,100 @@ def test_tracker_is_a_recording_no_op_when_disabled(tmp_path: Path, monkeypatch:
         tracker.log_image("plot", tmp_path / "p.png")
     assert [h["kind"] for h in tracker.history] == ["metrics", "table", "image"]
     assert tracker.history[0]["data"] == {"R@2kt/macro": 44.1}
+
+
+def test_job_types_names_and_groups() -> None:
+    node = _logger(group=None, job_type=None, name=None)["wandb"]
+    assert run_name("evaluate", experiment="demo", alpha=0.01, n=5) == "demo-evaluate-a0.01-n5"
+    assert run_name("train_generator", experiment="demo") == "demo-train_generator"
+    # training runs in their own group, beside a sweep's study group; evaluation in the study's group
+    assert run_group(node, "train_retriever", "demo") == "demo-train"
+    assert (
+        run_group({**node, "group": "xqg-demo-demo-1a2b3c4d"}, "train_generator")
+        == "xqg-demo-demo-1a2b3c4d-train"
+    )
+    assert run_group({**node, "group": "study-a"}, "evaluate") == "study-a"
+    assert run_group(node, "evaluate") is None
+    args = init_arguments(node, stage="study", name="demo-study-x")
+    assert (args["job_type"], args["name"], args["group"]) == ("study", "demo-study-x", None)
+    # what the config sets wins (the conf/logger/wandb.yaml default is null: the stage decides)
+    mine = init_arguments({**node, "job_type": "mine", "name": "n1", "quiet": False}, stage="evaluate")
+    assert (mine["job_type"], mine["name"]) == ("mine", "n1") and "quiet" not in mine
+
+
+def test_the_logger_config_leaves_job_type_to_the_stage() -> None:
+    from helpers.config import compose_config
+
+    cfg = compose_config("train", "logger=wandb")
+    assert (
+        cfg.logger.wandb.job_type is None and cfg.logger.wandb.name is None and cfg.logger.wandb.quiet is True
+    )
+
+
+class _FakeRun:
+    """A stand-in for a W&B run that records how it was finished."""
+
+    def __init__(self) -> None:
+        self.finished: list[int] = []
+        self.summary: dict = {}
+        self.logged: list[dict] = []
+        self.id, self.name, self.group, self.job_type = "abc123", "demo-evaluate", "g", "evaluate"
+
+    def log(self, data: dict, step: int | None = None) -> None:
+        self.logged.append(data)
+
+    def finish(self, exit_code: int = 0) -> None:
+        self.finished.append(exit_code)
+
+
+def test_failed_and_killed_runs_finish_with_a_non_zero_exit_code() -> None:
+    assert exit_code(None) == 0 and exit_code(ValueError("x")) == 1 and exit_code(KeyboardInterrupt()) == 130
+    assert exit_code(SystemExit(2)) == 2 and exit_code(SystemExit(tracking.SIGTERM_EXIT)) == 143
+    assert exit_code(SystemExit(None)) == 0 and exit_code(SystemExit("bad")) == 1
+    run = _FakeRun()
+    with pytest.raises(RuntimeError), Tracker(run) as tracker:
+        tracker.log_summary({"R@2kt/macro": 40.0})
+        raise RuntimeError("search failed")
+    assert run.finished == [1] and run.summary == {"R@2kt/macro": 40.0} and run.logged == []
+    assert tracker.info() is None  # finished: nothing more goes to W&B
+    ok = _FakeRun()
+    with Tracker(ok) as tracker:
+        assert tracker.info() == {
+            "id": "abc123",
+            "name": "demo-evaluate",
+            "group": "g",
+            "job_type": "evaluate",
+            "dir": None,
+        }
+    assert ok.finished == [0]
+    # Lightning's W&B runs: finished from a `finally` with the propagating exception's code
+    logger = WandbLogger(project="p", mode="offline")
+    logger._experiment = _FakeRun()
+    with pytest.raises(SystemExit):
+        try:
+            raise SystemExit(tracking.SIGTERM_EXIT)  # what SIGTERM becomes (finish_on_termination)
+        finally:
+            finish_loggers([logger])
+    assert logger._experiment.finished == [143]
+
+
+def test_sigterm_ends_the_process_through_cleanup() -> None:
+    import signal
+
+    before = signal.signal(signal.SIGTERM, signal.SIG_DFL)
+    cleaned = []
+    try:
+        tracking.finish_on_termination()
+        tracking.finish_on_termination()  # idempotent
+        with pytest.raises(SystemExit) as ended:
+            try:
+                signal.raise_signal(signal.SIGTERM)
+            finally:
+                cleaned.append(True)  # `finally` blocks run: W&B runs finished, locks released
+        assert ended.value.code == 143 and cleaned == [True]
+        # a handler someone else set (a launcher's) is left alone
+        signal.signal(signal.SIGTERM, signal.SIG_IGN)
+        tracking.finish_on_termination()
+        assert signal.getsignal(signal.SIGTERM) == signal.SIG_IGN
+    finally:
+        signal.signal(signal.SIGTERM, before)

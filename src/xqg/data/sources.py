@@ -3,10 +3,13 @@
 - a local path is read where it is;
 - ``hf://datasets/<owner>/<repo>[@<revision>]/<file>`` (also ``hf://dataset/...``, ``models``, ``spaces``) or a
   mapping ``{repo, filename, repo_type, revision}`` downloads that raw file with ``huggingface_hub`` (HF
-  ``datasets`` 4+ no longer runs loading scripts such as Tevatron's, so raw files are the way) into
-  ``<cache>/sources/hf/<repo_type>/<owner>/<repo>/<revision>/<file>``, where ``<revision>`` is the pinned revision
-  (URL-quoted, so ``refs/convert/parquet`` is one folder) or ``main``: a changed pin never reuses the old file.
-  Files cached by older versions at ``.../<repo>/<file>`` (no revision folder) are not used; errors point at them;
+  ``datasets`` 4+ no longer runs loading scripts such as Tevatron's, so raw files are the way) into the shared
+  Hugging Face cache (``HF_HUB_CACHE``, default ``~/.cache/huggingface/hub``), at the pinned revision, so every
+  project and ``huggingface-cli download`` share one copy. A file copied by hand to
+  ``<cache>/sources/hf/<repo_type>/<owner>/<repo>/<revision>/<file>`` (``<revision>``: the pin, URL-quoted, so
+  ``refs/convert/parquet`` is one folder, or ``main``; the folder older versions downloaded into) is used first; a
+  changed pin never reuses the old file. Copies at ``.../<repo>/<file>`` (no revision folder) are not used;
+  errors point at them;
 - ``http(s)://...`` (or ``{url}``) downloads with resume (HTTP Range) into ``<cache>/sources/url/<host>/<path>``,
   atomically (a ``.part`` file grows; the final name appears only when complete).
 
@@ -18,9 +21,14 @@ local or on the hub) or a hub folder (``hf://datasets/<owner>/<repo>@<rev>/data/
 natural order (``shard_2`` before ``shard_10``). Offline, a hub glob resolves against its cache folder. A mapping
 may say how many files it must yield (``count``), so a half-copied folder is never read as the whole.
 
-A file already at its cache location is used without any network access, so users on offline machines can copy
-files there by hand. Offline (``HF_HUB_OFFLINE=1``, ``XQG_OFFLINE=1``, or no network), a missing remote file fails
-at once with a message naming the URL to download and the path to put it at.
+A file already at its cache location (or in the HF cache) is used without any network access, so users on offline
+machines can copy files there by hand. Offline (``HF_HUB_OFFLINE=1``, ``XQG_OFFLINE=1``, or no network), a missing
+remote file fails at once with a message naming the URL to download and the path to put it at.
+
+No network, no retries: before the first hub request of a process, :func:`xqg.data.hub_cache.hub_offline` probes the hub once (one
+request, a few seconds at most); when it cannot be reached the whole process switches to offline mode
+(``HF_HUB_OFFLINE=1`` for huggingface_hub, transformers and child processes), so no later call, ours or a
+library's ``from_pretrained``, spends ~25 s in connection retries.
 """
 
 from __future__ import annotations
@@ -42,8 +50,8 @@ from huggingface_hub import HfApi, hf_hub_download
 from tqdm.auto import tqdm
 
 from xqg.core.errors import MissingResourceError, XqgInputError
+from xqg.data.hub_cache import files_under, hf_cached, hf_snapshot, hub_offline, is_offline
 
-_TRUE = ("1", "true", "yes", "on")
 _TYPES = {
     "dataset": "dataset",
     "datasets": "dataset",
@@ -57,10 +65,6 @@ _SHAPE = "must look like hf://datasets/<owner>/<repo>[@<revision>]/<file>"
 _SPECIAL_REVISION = re.compile(r"^(refs/convert/[\w.-]+|refs/pr/\d+)(?:/|$)")
 _REPO_PART = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]*$")
 _GLOB_CHARS = ("*", "?", "[")
-
-
-def is_offline() -> bool:
-    return any(os.environ.get(k, "").strip().lower() in _TRUE for k in ("HF_HUB_OFFLINE", "XQG_OFFLINE"))
 
 
 def natural_key(name: str) -> tuple[Any, ...]:
@@ -185,7 +189,8 @@ def resolve_source(
     offline: bool | None = None,
     what: str = "file",
 ) -> Path:
-    """The local path of a one-file ``spec``, downloading it into ``cache_dir`` when it is remote (module doc).
+    """The local path of a one-file ``spec``, downloading it when it is remote (module doc). ``offline``: None
+    (default) asks :func:`is_offline`, then probes the hub once before a first hub request; True/False decide.
 
     A mapping may name a local copy and its origin together (``{path, url}`` or ``{path, repo, filename}``):
     the local copy is used when it exists, else the remote one is fetched; ``note`` adds a hint to errors.
@@ -200,7 +205,7 @@ def resolve_sources(
     spec: Any, cache_dir: str | Path, offline: bool | None = None, what: str = "file"
 ) -> list[Path]:
     """Every local file of ``spec`` (one file, a list, a glob, a hub folder), in a stable order (module doc)."""
-    offline = is_offline() if offline is None else offline
+    offline = True if offline is None and is_offline() else offline
     cache = Path(cache_dir)
     if isinstance(spec, Sequence) and not isinstance(spec, str | bytes):
         if not spec:
@@ -218,7 +223,7 @@ def resolve_sources(
     return _local(s, what)
 
 
-def _mapping(spec: Mapping[str, Any], cache: Path, offline: bool, what: str) -> list[Path]:
+def _mapping(spec: Mapping[str, Any], cache: Path, offline: bool | None, what: str) -> list[Path]:
     if spec.get("note"):  # a human hint on where the file comes from, added to every error message
         what = f"{what} ({spec['note']})"
     count = spec.get("count")
@@ -269,15 +274,23 @@ def _local(path: str, what: str) -> list[Path]:
     return found
 
 
-def _missing(what: str, url: str, target: Path, reason: str, local: Any = None) -> MissingResourceError:
+def _missing(
+    what: str, url: str, target: Path, reason: str, local: Any = None, hub: HubFile | None = None
+) -> MissingResourceError:
     where = f"{local} (or {target})" if local else str(target)
+    fetch = ""
+    if hub is not None:
+        kind = {"dataset": " --repo-type dataset", "space": " --repo-type space"}.get(hub.repo_type, "")
+        rev = f" --revision {hub.revision}" if hub.revision else ""
+        fetch = f" (or `huggingface-cli download {hub.repo} {hub.filename}{kind}{rev}` into the HF cache)"
     return MissingResourceError(
-        f"{what} is not available {reason}: download {url} and put it at {where}, or point the config at a local copy"
+        f"{what} is not available {reason}: download {url} and put it at {where}{fetch}, or point the config at a "
+        "local copy"
     )
 
 
 # -- the hub ----------------------------------------------------------------------------------------------------
-def _hub(hub: HubFile, cache: Path, offline: bool, what: str, local: Any = None) -> list[Path]:
+def _hub(hub: HubFile, cache: Path, offline: bool | None, what: str, local: Any = None) -> list[Path]:
     if hub.many:
         return [
             _hub_file(h, cache, offline, what, local) for h in _expand_hub(hub, cache, offline, what, local)
@@ -285,19 +298,15 @@ def _hub(hub: HubFile, cache: Path, offline: bool, what: str, local: Any = None)
     return [_hub_file(hub, cache, offline, what, local)]
 
 
-def _expand_hub(hub: HubFile, cache: Path, offline: bool, what: str, local: Any) -> list[HubFile]:
+def _expand_hub(hub: HubFile, cache: Path, offline: bool | None, what: str, local: Any) -> list[HubFile]:
     """The files a hub glob or folder names: listed online, else those already in its cache folder."""
     pattern = hub.filename + "*" if hub.filename.endswith("/") else hub.filename
     folder = hub.local_dir(cache)
+    if offline is None:
+        offline = hub_offline()
     if offline:
-        names = (
-            [
-                p.relative_to(folder).as_posix()
-                for p in folder.rglob("*")
-                if p.is_file() and ".cache" not in p.relative_to(folder).parts
-            ]
-            if folder.is_dir()
-            else []
+        names = sorted(
+            {*files_under(folder), *files_under(hf_snapshot(hub.repo, hub.repo_type, hub.revision))}
         )
         reason = "offline (HF_HUB_OFFLINE=1)"
     else:
@@ -322,27 +331,28 @@ def _expand_hub(hub: HubFile, cache: Path, offline: bool, what: str, local: Any)
     return [replace(hub, filename=safe_relpath(n, "hub file")) for n in matches]
 
 
-def _hub_file(hub: HubFile, cache: Path, offline: bool, what: str, local: Any = None) -> Path:
+def _hub_file(hub: HubFile, cache: Path, offline: bool | None, what: str, local: Any = None) -> Path:
     target = hub.target(cache)
-    if target.is_file():
+    if target.is_file():  # copied by hand (or downloaded by an older xqg) for this revision
         return target
+    cached = hf_cached(hub.repo, hub.filename, hub.repo_type, hub.revision)
+    if cached is not None:
+        return cached
     legacy = hub.legacy_target(cache)
     if legacy.is_file():
         what = f"{what} (an unpinned copy at {legacy} from an older xqg is not used: move it if it is this revision)"
+    if offline is None:
+        offline = hub_offline()
     if offline:
-        raise _missing(what, hub.url, target, "offline (HF_HUB_OFFLINE=1)", local)
+        raise _missing(what, hub.url, target, "offline (HF_HUB_OFFLINE=1)", local, hub)
     try:
         path = hf_hub_download(
-            repo_id=hub.repo,
-            filename=hub.filename,
-            repo_type=hub.repo_type,
-            revision=hub.revision,
-            local_dir=hub.local_dir(cache),
+            repo_id=hub.repo, filename=hub.filename, repo_type=hub.repo_type, revision=hub.revision
         )
     except Exception as e:  # network errors, missing repos, gated files: one clear message
         first = (str(e).splitlines() or [""])[0][:200]
-        raise _missing(what, hub.url, target, f"({type(e).__name__}: {first})", local) from e
-    return confined(Path(path), cache)
+        raise _missing(what, hub.url, target, f"({type(e).__name__}: {first})", local, hub) from e
+    return Path(path)
 
 
 # -- URLs -------------------------------------------------------------------------------------------------------
@@ -362,10 +372,12 @@ def url_target(url: str, cache: Path) -> Path:
     return confined(cache / "sources" / "url" / host / Path(*parts), cache)
 
 
-def _url(url: str, cache: Path, offline: bool, what: str, local: Any = None) -> Path:
+def _url(url: str, cache: Path, offline: bool | None, what: str, local: Any = None) -> Path:
     target = url_target(url, cache)
     if target.is_file():
         return target
+    if offline is None:
+        offline = is_offline()
     if offline:
         raise _missing(what, url, target, "offline (HF_HUB_OFFLINE=1 / XQG_OFFLINE=1)", local)
     try:

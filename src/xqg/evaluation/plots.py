@@ -1,5 +1,5 @@
 """Paper-style sweep plots (PNG + PDF): R@kt against alpha and against n, one line per language plus the macro
-average; and the baseline-vs-+xQG table (rendered by :func:`xqg.evaluation.tables.paper_table`, not re-implemented here).
+average; the alpha x n heatmap of the macro average; and the baseline-vs-+xQG table (rendered by :func:`xqg.evaluation.tables.paper_table`, not re-implemented here).
 
 Input: trial records (``xqg.tasks.sweep.write_trial_record``): ``{"params": {"alpha", "n", ...}, "metrics":
 {"R@2kt": {"ar": .., ..., "macro": .., "count": {..}}, ...}, "markers": {...}, "baseline": {...}}``.
@@ -18,7 +18,7 @@ from xqg.evaluation.tables import paper_table
 MACRO = "macro"
 
 
-def _languages(records: Sequence[Mapping[str, Any]], metric: str) -> list[str]:
+def languages(records: Sequence[Mapping[str, Any]], metric: str) -> list[str]:
     langs: set[str] = set()
     for r in records:
         langs.update(k for k in r["metrics"].get(metric, {}) if k not in (MACRO, "count"))
@@ -76,7 +76,7 @@ def curve(
         group = chosen[x]
         if fixed is None:
             group = [max(group, key=lambda r: float(r["metrics"][metric][MACRO]))]
-        for key in [*_languages(group, metric), MACRO]:
+        for key in [*languages(group, metric), MACRO]:
             vals = [float(r["metrics"][metric][key]) for r in group if key in r["metrics"][metric]]
             if vals:
                 out.setdefault(key, []).append((x, sum(vals) / len(vals)))
@@ -221,7 +221,92 @@ def paper_plots(
                     baseline=baseline_macro(records, metric),
                 )
             )
+        heatmap = plot_heatmap(records, out / f"{tag}_alpha_n.png", metric)
+        if heatmap is not None:
+            written[f"{tag}_alpha_n"] = str(heatmap)
     return written
+
+
+HEATMAP_MAX_ALPHAS = 10  # more distinct alphas (a TPE study) are binned into this many columns
+
+
+def heatmap_grid(
+    records: Sequence[Mapping[str, Any]], metric: str
+) -> tuple[list[str], list[int], list[list[float | None]]]:
+    """``(alpha labels, n values, cells)`` of the xQG records (alpha > 0): ``cells[i][j]`` is the best macro
+    value at ``ns[i]`` and alpha column ``j`` (None where nothing ran). Up to :data:`HEATMAP_MAX_ALPHAS`
+    distinct alphas are columns of their own; more are binned into that many equal-width ranges."""
+    points = [
+        (float(r["params"]["alpha"]), int(r["params"]["n"]), float(r["metrics"][metric][MACRO]))
+        for r in records
+        if metric in r["metrics"] and not _is_baseline(r["params"]) and r["params"].get("n") is not None
+    ]
+    if not points:
+        return [], [], []
+    alphas = sorted({a for a, _, _ in points})
+    if len(alphas) <= HEATMAP_MAX_ALPHAS:
+        labels = [f"{a:g}" for a in alphas]
+        column = {a: i for i, a in enumerate(alphas)}
+
+        def col(a: float) -> int:
+            return column[a]
+    else:
+        lo, hi = alphas[0], alphas[-1]
+        width = (hi - lo) / HEATMAP_MAX_ALPHAS
+        labels = [f"{lo + i * width:.3g}-{lo + (i + 1) * width:.3g}" for i in range(HEATMAP_MAX_ALPHAS)]
+
+        def col(a: float) -> int:
+            return min(int((a - lo) / width), HEATMAP_MAX_ALPHAS - 1)
+
+    ns = sorted({n for _, n, _ in points})
+    cells: list[list[float | None]] = [[None] * len(labels) for _ in ns]
+    for a, n, v in points:
+        i, j = ns.index(n), col(a)
+        cells[i][j] = v if cells[i][j] is None else max(v, cells[i][j])  # type: ignore[type-var]
+    return labels, ns, cells
+
+
+def plot_heatmap(records: Sequence[Mapping[str, Any]], out_path: str | Path, metric: str) -> Path | None:
+    """The alpha x n heatmap of macro ``metric`` (each cell written out; the baseline's value in the title), PNG
+    and PDF; None when no xQG record has ``metric``."""
+    labels, ns, cells = heatmap_grid(records, metric)
+    if not cells:
+        return None
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    import numpy as np
+
+    grid = np.array([[np.nan if v is None else v for v in row] for row in cells], dtype=float)
+    out = Path(out_path)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    with plt.style.context("default"):
+        fig, ax = plt.subplots(figsize=(max(4.0, 0.9 * len(labels) + 2.0), max(2.6, 0.55 * len(ns) + 1.6)))
+        image = ax.imshow(np.ma.masked_invalid(grid), cmap="viridis", aspect="auto", origin="lower")
+        finite = grid[np.isfinite(grid)]
+        middle = (finite.min() + finite.max()) / 2
+        for i in range(len(ns)):
+            for j in range(len(labels)):
+                if np.isfinite(grid[i, j]):
+                    color = "black" if grid[i, j] > middle else "white"
+                    ax.text(j, i, f"{grid[i, j]:.1f}", ha="center", va="center", fontsize=8, color=color)
+        ax.set_xticks(
+            range(len(labels)),
+            labels,
+            rotation=45 if len(labels) > 5 else 0,
+            ha="right" if len(labels) > 5 else "center",
+        )
+        ax.set_yticks(range(len(ns)), [str(n) for n in ns])
+        ax.set_xlabel("alpha")
+        ax.set_ylabel("n (queries per language)")
+        base = baseline_macro(records, metric)
+        ax.set_title(f"macro {metric}" + (f" (baseline {base:.1f})" if base is not None else ""))
+        fig.colorbar(image, ax=ax, label=f"macro {metric}")
+        fig.savefig(out, dpi=120, bbox_inches="tight")
+        fig.savefig(out.with_suffix(".pdf"), bbox_inches="tight")
+        plt.close(fig)
+    return out
 
 
 def xqg_table(
@@ -287,7 +372,7 @@ def best_vs_baseline_table(
         return None
     top, base = found
     p = top["params"]
-    name = f"+xQG (alpha={float(p.get('alpha', 0)):g}, n={p.get('n')})"
+    name = f"{top.get('system') or '+xQG'} (alpha={float(p.get('alpha', 0)):g}, n={p.get('n')})"
     notes = []
     if any(mk for per in (top.get("markers") or {}).values() for mk in per.values()):
         notes = [
@@ -296,6 +381,24 @@ def best_vs_baseline_table(
         ]
     return xqg_table(
         base, top["metrics"], markers=top.get("markers"), names=("xDR", name), fmt=fmt, footnotes=notes
+    )
+
+
+def no_gain_sentence(records: Sequence[Mapping[str, Any]], metric: str = "R@2kt") -> str | None:
+    """ "No xQG setting beat the baseline ..." when no xQG record's macro ``metric`` is above the baseline's;
+    None when one is (or there is nothing to compare)."""
+    base = baseline_macro(records, metric)
+    scored = [r for r in records if not _is_baseline(r["params"]) and metric in r["metrics"]]
+    if base is None or not scored:
+        return None
+    top = max(scored, key=lambda r: float(r["metrics"][metric][MACRO]))
+    value = float(top["metrics"][metric][MACRO])
+    if value > base:
+        return None
+    p = top["params"]
+    return (
+        f"No xQG setting beat the baseline on macro {metric}: the best of {len(scored)} "
+        f"(alpha={float(p.get('alpha', 0)):g}, n={p.get('n')}) reached {value:.2f} against the baseline's {base:.2f}."
     )
 
 

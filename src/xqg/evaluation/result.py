@@ -56,6 +56,8 @@ class EvalResult:
     sources: dict[str, str] = field(default_factory=dict)
     kind: str = "predictions"  # what was scored: "predictions" or "run"
     stats: dict[str, float] = field(default_factory=dict)  # timings and tokenisation counts
+    # gold-passage measures (xqg.evaluation.gold_measures): name -> qid -> value in [0, 1], questions with qrels
+    measures: dict[str, dict[str, float]] = field(default_factory=dict)
 
     @property
     def languages(self) -> list[str]:
@@ -89,6 +91,8 @@ class EvalResult:
             block["macro"] = macro[k]
             block["count"] = {lang: self.counts[lang] for lang in self.languages}
             out[metric_name(k)] = block
+        for name, values in self.measures.items():
+            out[name] = self._measure_block(values)
         if details:
             out["details"] = {
                 "missing_ids": list(self.missing_ids),
@@ -100,6 +104,20 @@ class EvalResult:
                 "sources": dict(self.sources),
             }
         return out
+
+    def _measure_block(self, values: dict[str, float]) -> dict[str, Any]:
+        """A gold measure as R@kt's block: mean per language in percent, macro, counts (questions with qrels)."""
+        sums: dict[str, float] = {}
+        n: dict[str, int] = {}
+        for qid, v in values.items():
+            lang = self.question_lang[qid]
+            sums[lang] = sums.get(lang, 0.0) + v
+            n[lang] = n.get(lang, 0) + 1
+        langs = lang_order(n)
+        block: dict[str, Any] = {lang: sums[lang] / n[lang] * 100 for lang in langs}
+        block["macro"] = statistics.mean(block[lang] for lang in langs) if langs else 0.0
+        block["count"] = {lang: n[lang] for lang in langs}
+        return block
 
     def notes(self) -> list[str]:
         """Human-readable facts worth printing under the table (allowed missing/unknown ids, lang warnings)."""

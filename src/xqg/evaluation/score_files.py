@@ -1,5 +1,7 @@
-"""Score files as a user hands them over: a predictions file or a run (+ corpus), optionally against a second
-system with paired significance tests, into one report (results, comparison, table, JSON).
+"""Score files as a user hands them over: predictions files or runs (+ corpus), the first the baseline and every
+other one tested against it (paired tests, per language and macro, optionally Holm-corrected), and, where qrels
+exist, the trec_eval measures of the runs (:mod:`xqg.evaluation.qrels_measures`) tested the same way; into one
+report (results, comparisons, tables in text/Markdown/LaTeX, CSV, per-question rows, JSON).
 
 The one implementation behind ``xqg-eval`` (:mod:`xqg.tasks.eval_cli`, from argv) and ``evaluate.py
 score.*=...`` (:mod:`xqg.tasks.score`, from the Hydra config): both only build a :class:`ScoreOptions`.
@@ -8,17 +10,21 @@ score.*=...`` (:mod:`xqg.tasks.score`, from the Hydra config): both only build a
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
 from xqg.core.errors import XqgInputError
 from xqg.core.io import open_binary
 from xqg.data.corpus import CorpusStore, open_corpus
+from xqg.data.formats.qrels import Qrels, read_qrels
+from xqg.data.formats.runs import read_run
 from xqg.data.records import Question
-from xqg.evaluation.result import EvalResult
+from xqg.evaluation.gold_measures import compare_measures
+from xqg.evaluation.qrels_measures import DEFAULT_MEASURES, canonical_name, qrels_measures
+from xqg.evaluation.result import EvalResult, lang_order, metric_name
 from xqg.evaluation.scoring import Ranked, evaluate_predictions, score_run
-from xqg.evaluation.significance import TESTS, Comparison, compare
+from xqg.evaluation.significance import CORRECTIONS, MACRO, TESTS, Comparison, compare, correct
 from xqg.evaluation.tables import paper_table, significance_footnotes
 from xqg.evaluation.xor_rule import DEFAULT_KS
 
@@ -76,6 +82,8 @@ class ScoreOptions:
     level: float = 0.05
     decimals: int = 2
     details: bool = False
+    correction: str = "none"  # multiple-test correction of each comparison: "none" or "holm"
+    measures: tuple[str, ...] = DEFAULT_MEASURES  # qrels measures (only where qrels are given)
 
     def check(self, names: Mapping[str, str] | None = None) -> ScoreOptions:
         """Raise one :class:`XqgInputError` for the first value out of range, naming it as the front spells it
@@ -105,6 +113,15 @@ class ScoreOptions:
         bad = [t for t in tests if t not in TESTS]
         if bad or len(set(tests)) != len(tests):
             out.append(("tests", f"must be distinct names from {list(TESTS)}, got {tests!r}"))
+        if self.correction not in CORRECTIONS:
+            out.append(("correction", f"must be one of {list(CORRECTIONS)}, got {self.correction!r}"))
+        try:
+            names = [canonical_name(m) for m in self.measures]
+        except XqgInputError as e:
+            out.append(("measures", e.message))
+        else:
+            if len(set(names)) != len(names):
+                out.append(("measures", f"must be distinct, got {list(self.measures)!r}"))
         return out
 
 
@@ -114,37 +131,105 @@ def _is_int(x: object) -> bool:
 
 @dataclass
 class ScoreReport:
-    """Results per system (first = baseline) and, with two systems, the paired tests of the second."""
+    """Results per system (first = the baseline) and, for every other system, its paired tests against the first
+    (R@kt and, with qrels, the qrels measures: one family for the correction)."""
 
     results: dict[str, EvalResult]
-    comparison: Comparison | None = None
+    comparisons: dict[str, Comparison] = field(default_factory=dict)  # other system's name -> its tests
     options: ScoreOptions = field(default_factory=ScoreOptions)
 
+    @property
+    def comparison(self) -> Comparison | None:
+        """The second system's tests (None for one system)."""
+        return next(iter(self.comparisons.values()), None)
+
     def table(self, fmt: str = "text") -> str:
-        """The paper's table, with significance markers and footnotes, and each system's notes under it."""
-        markers = {}
+        """The paper's table (``text``, ``markdown`` or ``latex``), with significance markers and footnotes, and
+        each system's notes under it."""
+        markers = {name: comp.marker_map() for name, comp in self.comparisons.items()}
         notes: list[str] = []
-        if self.comparison is not None:
-            markers[self.comparison.name_b] = self.comparison.marker_map()
+        first = self.comparison
+        if first is not None:
             notes += significance_footnotes(
-                self.comparison.level, self.comparison.name_a, list(self.options.tests)
+                first.level, first.name_a, list(self.options.tests), first.correction, first.family
             )
-            notes += self.comparison.notes
+            for comp in self.comparisons.values():
+                prefix = f"{comp.name_b}: " if len(self.comparisons) > 1 else ""
+                notes += [prefix + n for n in comp.notes]
         for name, res in self.results.items():
             notes += [f"{name}: {n}" for n in res.notes()]
         systems = {name: r.to_json() for name, r in self.results.items()}
         return paper_table(systems, markers=markers, fmt=fmt, decimals=self.options.decimals, footnotes=notes)
 
     def to_json(self, details: bool | None = None) -> dict[str, Any]:
-        """The first system's metrics JSON; with a comparison also ``compare`` (the second's) and
-        ``significance``. ``details`` defaults to the options'."""
+        """The first system's metrics JSON; with a second system also ``compare`` (its metrics) and
+        ``significance`` (its tests); with more, ``systems``: every system after the first, in order, each
+        ``{name, ...metrics, significance}``. ``details`` defaults to the options'."""
         d = self.options.details if details is None else details
         names = list(self.results)
         out = self.results[names[0]].to_json(details=d)
-        if self.comparison is not None and len(names) > 1:
+        comp = self.comparison
+        if comp is not None and len(names) > 1:
             out["compare"] = {"name": names[1], **self.results[names[1]].to_json(details=d)}
-            out["significance"] = self.comparison.to_json()
+            out["significance"] = comp.to_json()
+        if len(names) > 2:
+            out["systems"] = [
+                {
+                    "name": n,
+                    **self.results[n].to_json(details=d),
+                    "significance": self.comparisons[n].to_json(),
+                }
+                for n in names[1:]
+            ]
         return out
+
+    def metric_names(self) -> list[str]:
+        """R@kt by k, then the qrels measures in the order asked for."""
+        first = next(iter(self.results.values()))
+        return [metric_name(k) for k in first.ks] + list(first.measures)
+
+    def csv_rows(self) -> list[list[str]]:
+        """The table as tidy rows: ``system, metric, language (or macro), value`` (percent, as in the table),
+        ``questions, markers`` and the p-value of each test against the first system (Holm-adjusted too, with a
+        correction); header first."""
+        tests = list(self.options.tests)
+        adjusted = self.comparison is not None and self.comparison.correction != "none"
+        header = ["system", "metric", "language", "value", "questions", "markers"]
+        header += [f"p_{t}" for t in tests] + ([f"p_{t}_adjusted" for t in tests] if adjusted else [])
+        rows = [header]
+        for name, res in self.results.items():
+            block_of = res.to_json()
+            comp = self.comparisons.get(name)
+            for metric in self.metric_names():
+                block = block_of.get(metric)
+                if block is None:
+                    continue
+                for lang in [*lang_order(block["count"]), MACRO]:
+                    count = block["count"].get(lang) if lang != MACRO else sum(block["count"].values())
+                    cells = [name, metric, lang, repr(float(block[lang])), str(count)]
+                    per = comp.tests.get(metric, {}).get(lang, {}) if comp is not None else {}
+                    cells.append(comp.markers(metric, lang) if comp is not None else "")
+                    cells += [repr(per[t].p_value) if t in per else "" for t in tests]
+                    if adjusted:
+                        cells += [repr(comp.marker_p(metric, lang, t)) if t in per else "" for t in tests]
+                    rows.append(cells)
+        return rows
+
+    def per_query_rows(self) -> list[list[str]]:
+        """One row per (system, question): ``system, qid, lang``, the 0/1 hit at each k (``R@2kt`` ...), then each
+        qrels measure's value in [0, 1] (empty where the question has no qrels); header first."""
+        metrics = self.metric_names()
+        rows = [["system", "qid", "lang", *metrics]]
+        for name, res in self.results.items():
+            for qid, lang in res.question_lang.items():
+                cells = [name, qid, lang]
+                cells += [str(int(res.hits[k][qid])) for k in res.ks]
+                cells += [
+                    repr(res.measures[m][qid]) if qid in res.measures.get(m, {}) else ""
+                    for m in metrics[len(res.ks) :]
+                ]
+                rows.append(cells)
+        return rows
 
 
 def score_ranked(
@@ -172,9 +257,10 @@ def score_ranked(
 def compare_results(
     a: EvalResult, b: EvalResult, options: ScoreOptions, name_a: str = "A", name_b: str = "B"
 ) -> Comparison:
-    """The options' paired tests of ``b`` against ``a``, per language and macro."""
+    """The options' paired tests of ``b`` against ``a``, per language and macro: R@kt and the measures both carry
+    (qrels/gold measures), corrected together as one family when the options ask for a correction."""
     o = options
-    return compare(
+    comp = compare(
         a,
         b,
         tests=o.tests,
@@ -184,6 +270,21 @@ def compare_results(
         name_a=name_a,
         name_b=name_b,
     )
+    measured = compare_measures(
+        a,
+        b,
+        tests=o.tests,
+        permutations=o.permutations,
+        seed=o.seed,
+        level=o.level,
+        name_a=name_a,
+        name_b=name_b,
+    )
+    if measured is not None:
+        comp.tests.update(measured.tests)
+        comp.notes += [n for n in measured.notes if n not in comp.notes]
+    correct(comp, o.correction)
+    return comp
 
 
 def score_file(
@@ -192,10 +293,16 @@ def score_file(
     *,
     corpus: str | Path | CorpusStore | None = None,
     options: ScoreOptions | None = None,
+    qrels: Qrels | None = None,
 ) -> EvalResult:
-    """Score one predictions file or run (detected from its content)."""
+    """Score one predictions file or run (detected from its content); with ``qrels`` (a run only: they name
+    docids) also the options' qrels measures of the questions it counted (``EvalResult.measures``)."""
     o = options or ScoreOptions()
     if input_kind(path) == "predictions":
+        if qrels is not None:
+            raise XqgInputError(
+                "qrels measures need a run (docids); a predictions file holds passage texts", path=path
+            )
         return evaluate_predictions(
             questions,
             path,
@@ -209,7 +316,75 @@ def score_file(
         raise XqgInputError(
             "this is a run file: scoring it needs the corpus (--corpus / score.corpus)", path=path
         )
-    return score_ranked(questions, path, corpus, o)
+    if qrels is None:
+        return score_ranked(questions, path, corpus, o)
+    run = read_run(path)
+    result = score_ranked(questions, run, corpus, o)
+    result.sources["run"] = str(path)
+    scores = qrels_measures(run, qrels, o.measures, qids=result.question_lang)
+    return replace(result, measures={**result.measures, **scores.per_query})
+
+
+def system_names(systems: Sequence[str | Path], names: Sequence[str] | None = None) -> list[str]:
+    """Row labels: ``names`` as given (one per system, distinct), else the file names (numbered when two
+    clash)."""
+    if names is not None:
+        names = [str(n) for n in names]
+        if len(names) != len(systems):
+            raise XqgInputError(f"{len(names)} names for {len(systems)} systems", field="names")
+        dup = sorted({n for n in names if names.count(n) > 1})
+        if dup or not all(n.strip() for n in names):
+            raise XqgInputError(f"names must be distinct and non-empty, got {names!r}", field="names")
+        return names
+    auto = [system_name(x) for x in systems]
+    return [f"{n} ({i + 1})" if auto.count(n) > 1 else n for i, n in enumerate(auto)]
+
+
+def score_systems(
+    questions: str | Path,
+    systems: Sequence[str | Path],
+    *,
+    names: Sequence[str] | None = None,
+    corpus: str | Path | Sequence[str | Path] | None = None,
+    qrels: str | Path | Sequence[str | Path] | Qrels | None = None,
+    options: ScoreOptions | None = None,
+) -> ScoreReport:
+    """Score every system (predictions files or runs); each after the first is tested against the first. With
+    ``qrels`` (files or a mapping), the runs also get the options' qrels measures, tested and corrected in the same
+    family as R@kt. Every input is checked (kinds, corpus, names, qrels) before the first is scored."""
+    o = (options or ScoreOptions()).check()
+    if not systems:
+        raise XqgInputError("no system to score", field="systems")
+    labels = system_names(systems, names)
+    kinds = [
+        input_kind(x, "predictions/run file" if i == 0 else "compare file") for i, x in enumerate(systems)
+    ]
+    for path, kind in zip(systems, kinds, strict=True):
+        if kind == "run" and corpus is None:
+            raise XqgInputError(
+                "this is a run file: scoring it needs the corpus (--corpus / score.corpus)", path=path
+            )
+        if kind == "predictions" and qrels is not None:
+            raise XqgInputError(
+                "qrels measures need runs (docids); a predictions file holds passage texts", path=path
+            )
+    gold = (
+        (read_qrels(qrels) if isinstance(qrels, str | Path | list | tuple) else dict(qrels))
+        if qrels
+        else None
+    )
+    if qrels is not None and not gold:
+        raise XqgInputError("the qrels hold no relevant passage (relevance > 0)", field="qrels")
+    store = open_corpus(corpus, o.cache_dir) if corpus is not None else None
+    results = {
+        label: score_file(path, questions, corpus=store, options=o, qrels=gold)
+        for label, path in zip(labels, systems, strict=True)
+    }
+    base = labels[0]
+    comparisons = {
+        label: compare_results(results[base], results[label], o, base, label) for label in labels[1:]
+    }
+    return ScoreReport(results, comparisons, o)
 
 
 def score_and_compare(
@@ -221,22 +396,6 @@ def score_and_compare(
     options: ScoreOptions | None = None,
 ) -> ScoreReport:
     """Score ``system`` (and ``other``); with ``other``, paired tests of ``other`` against ``system``."""
-    o = (options or ScoreOptions()).check()
-    kinds = [input_kind(system)] + ([input_kind(other, "compare file")] if other is not None else [])
-    if "run" in kinds and corpus is None:
-        bad = system if kinds[0] == "run" else other
-        raise XqgInputError(
-            "this is a run file: scoring it needs the corpus (--corpus / score.corpus)", path=bad
-        )
-    store = open_corpus(corpus, o.cache_dir) if corpus is not None else None
-    name_a = system_name(system)
-    results = {name_a: score_file(system, questions, corpus=store, options=o)}
-    comparison = None
-    if other is not None:
-        name_b = system_name(other)
-        if name_b == name_a:
-            name_a, name_b = f"{name_a} (A)", f"{name_b} (B)"
-            results = {name_a: results.pop(next(iter(results)))}
-        results[name_b] = score_file(other, questions, corpus=store, options=o)
-        comparison = compare_results(results[name_a], results[name_b], o, name_a, name_b)
-    return ScoreReport(results, comparison, o)
+    return score_systems(
+        questions, [system] if other is None else [system, other], corpus=corpus, options=options
+    )

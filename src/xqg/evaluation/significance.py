@@ -13,6 +13,12 @@ Macro: the macro average weights every language equally, so a question of langua
 differences multiplied by that weight: their mean is then exactly the macro difference, the randomisation test
 flips whole questions (the right null for the macro statistic), and the t-test is the paired t-test of the
 weighted outcomes. Pooling raw differences instead would test the micro average, which the paper does not report.
+
+Multiple tests: one comparison runs languages x metrics x tests (7 x 2 x 2 + macro), so at level 0.05 some marker
+is likely by chance alone. ``correction="holm"`` adjusts the p-values of the whole family of one comparison (every
+language and the macro, every metric, every test) with Holm's step-down procedure (Holm 1979), which controls the
+family-wise error rate at ``level`` and is uniformly more powerful than Bonferroni; the markers then use the adjusted
+p-values. ``none`` (the default) keeps the per-test p-values, as the paper reports them.
 """
 
 from __future__ import annotations
@@ -30,6 +36,7 @@ from xqg.evaluation.result import EvalResult, lang_order, metric_name
 
 TESTS = ("ttest", "randomization")
 MACRO = "macro"
+CORRECTIONS = ("none", "holm")  # for the multiple tests of one comparison
 
 
 @dataclass(frozen=True)
@@ -104,16 +111,26 @@ class Comparison:
     tests: dict[str, dict[str, dict[str, TestResult]]] = field(default_factory=dict)
     level: float = 0.05  # significance level of the markers
     notes: list[str] = field(default_factory=list)
+    correction: str = "none"  # one of CORRECTIONS, set by :func:`correct`
+    family: int = 0  # tests in the corrected family (0: no correction)
+    adjusted: dict[str, dict[str, dict[str, float]]] = field(default_factory=dict)  # as ``tests``: adjusted p
 
     def p_value(self, metric: str, lang: str, test: str) -> float:
+        """The test's own (unadjusted) p-value."""
         return self.tests[metric][lang][test].p_value
+
+    def marker_p(self, metric: str, lang: str, test: str) -> float:
+        """The p-value the markers use: Holm-adjusted after :func:`correct`, else the test's own."""
+        adj = self.adjusted.get(metric, {}).get(lang, {})
+        return adj[test] if test in adj else self.tests[metric][lang][test].p_value
 
     def markers(self, metric: str, lang: str, symbols: Mapping[str, str] | None = None) -> str:
         """``†`` when the t-test, ``‡`` when the randomisation test is significant at ``level``; preceded by
-        ``↓`` (:data:`LOSS`) when b is significantly *worse* than a, so a loss never reads as a plain win."""
+        ``↓`` (:data:`LOSS`) when b is significantly *worse* than a, so a loss never reads as a plain win. With a
+        correction, significance is judged on the adjusted p-values (:meth:`marker_p`)."""
         symbols = symbols or MARKERS
         res = self.tests.get(metric, {}).get(lang, {})
-        sig = [t for t in TESTS if t in res and res[t].p_value < self.level]
+        sig = [t for t in TESTS if t in res and self.marker_p(metric, lang, t) < self.level]
         if not sig:
             return ""
         loss = LOSS if res[sig[0]].diff < 0 else ""  # both tests test the same mean difference
@@ -133,11 +150,60 @@ class Comparison:
                 for m, per in self.tests.items()
             },
             "notes": list(self.notes),
+            "correction": self.correction,
+            **({"family": self.family, "adjusted": self.adjusted} if self.correction != "none" else {}),
         }
 
 
 MARKERS = {"ttest": "†", "randomization": "‡"}
 LOSS = "↓"  # before the markers of a significant loss (b worse than a)
+
+
+def holm(p_values: Sequence[float]) -> list[float]:
+    """Holm-Bonferroni adjusted p-values, in the order given: with p sorted ascending, the i-th (from 0) of m
+    becomes max over j <= i of min(1, (m - j) * p_(j)). Rejecting where the adjusted p < level controls the
+    family-wise error rate at level (any dependence between the tests)."""
+    m = len(p_values)
+    out = [1.0] * m
+    running = 0.0
+    for rank, i in enumerate(sorted(range(m), key=lambda i: p_values[i])):
+        running = max(running, min(1.0, (m - rank) * float(p_values[i])))
+        out[i] = running
+    return out
+
+
+def check_correction(method: str, field_name: str = "correction") -> str:
+    """``method`` when it is one of :data:`CORRECTIONS`; else one :class:`XqgInputError` naming ``field_name``."""
+    if method not in CORRECTIONS:
+        raise XqgInputError(
+            f"unknown correction {method!r}; choose from {list(CORRECTIONS)}", field=field_name
+        )
+    return method
+
+
+def correct(comparisons: Comparison | Sequence[Comparison], method: str = "holm") -> None:
+    """Adjust, in place, the p-values of the tests of ``comparisons`` taken as one family (e.g. R@kt and the
+    qrels measures of one system against the baseline): every metric, language and macro, and test. ``none``
+    drops any earlier adjustment."""
+    check_correction(method)
+    comps = [comparisons] if isinstance(comparisons, Comparison) else list(comparisons)
+    cells = [
+        (c, metric, lang, test)
+        for c in comps
+        for metric, per in c.tests.items()
+        for lang, per_t in per.items()
+        for test in per_t
+    ]
+    raw = [c.tests[metric][lang][test].p_value for c, metric, lang, test in cells]
+    adjusted = holm(raw) if method == "holm" else raw
+    for c in comps:
+        c.correction = method
+        c.family = len(cells) if method != "none" else 0
+        c.adjusted = {}
+    if method == "none":
+        return
+    for (c, metric, lang, test), p in zip(cells, adjusted, strict=True):
+        c.adjusted.setdefault(metric, {}).setdefault(lang, {})[test] = p
 
 
 def compare(
@@ -150,8 +216,11 @@ def compare(
     level: float = 0.05,
     name_a: str = "A",
     name_b: str = "B",
+    correction: str = "none",
 ) -> Comparison:
-    """Paired tests of ``b`` against ``a`` per metric, per language and macro, over the questions both counted."""
+    """Paired tests of ``b`` against ``a`` per metric, per language and macro, over the questions both counted;
+    ``correction`` (:data:`CORRECTIONS`) adjusts the p-values of that family for multiple tests."""
+    check_correction(correction)
     bad = [t for t in tests if t not in TESTS]
     if bad:
         raise XqgInputError(f"unknown significance test(s) {bad}; choose from {list(TESTS)}", field="tests")
@@ -200,4 +269,5 @@ def compare(
                 res["randomization"] = paired_randomization(xb - xa, permutations, sub_seed)
             per[lang] = res
         comp.tests[metric_name(k)] = per
+    correct(comp, correction)
     return comp

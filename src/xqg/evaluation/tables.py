@@ -43,7 +43,15 @@ def _metrics_of(systems: Mapping[str, Mapping[str, Any]]) -> list[str]:
         for m, block in res.items():
             if isinstance(block, Mapping) and "macro" in block:
                 seen.setdefault(m, None)
-    return sorted(seen, key=lambda m: (int(m[2:-2]) if m[2:-2].isdigit() else 1 << 30, m))
+    return sorted(seen, key=_metric_order)
+
+
+def _metric_order(m: str) -> tuple[int, str, int]:
+    """R@kt by k first, then other measures by name and cutoff (MRR@10, Recall@1, Recall@5, Recall@20, ...)."""
+    if m.startswith("R@") and m.endswith("kt") and m[2:-2].isdigit():
+        return (0, "", int(m[2:-2]))
+    name, _, cut = m.partition("@")
+    return (1, name, int(cut) if cut.isdigit() else 1 << 30)
 
 
 def _languages_of(systems: Mapping[str, Mapping[str, Any]], metrics: Sequence[str]) -> list[str]:
@@ -146,13 +154,16 @@ def _latex(header: Sequence[str], rows: Sequence[Sequence[str]], footnotes: Sequ
     return "\n".join(out)
 
 
-def significance_footnotes(level: float, name_a: str, tests: Sequence[str]) -> list[str]:
+def significance_footnotes(
+    level: float, name_a: str, tests: Sequence[str], correction: str = "none", family: int = 0
+) -> list[str]:
     """The legend for the markers :class:`xqg.evaluation.significance.Comparison` puts on the second system
     (``level``: the significance level the markers use): a marker alone is a significant gain, after ``↓`` a
-    significant loss."""
+    significant loss. ``correction``/``family``: the comparison's (``holm`` names the adjustment)."""
     names = {"ttest": "paired t-test", "randomization": "paired randomisation test"}
     marks = [t for t in tests if t in MARKERS]
-    out = [f"{MARKERS[t]} p < {level:g} vs {name_a}, {names[t]}" for t in marks]
+    adj = f" (Holm-adjusted over the {family} tests of each comparison)" if correction == "holm" else ""
+    out = [f"{MARKERS[t]} p < {level:g} vs {name_a}, {names[t]}{adj}" for t in marks]
     if marks:
         out.append(
             f"{LOSS} before a marker: significantly worse than {name_a}; a marker alone: significantly better"

@@ -18,10 +18,11 @@ from xqg.core.errors import MissingResourceError, XqgInputError, place_error_mes
 from xqg.evaluation.xor_rule import ensure_punkt
 from xqg.tasks import evaluate as evaluate_task
 from xqg.tasks import score as score_task
-from xqg.tasks import train_generator, train_retriever
+from xqg.tasks import studies, train_generator, train_retriever
 from xqg.tasks.config_errors import config_error_line
 from xqg.tasks.console import quiet_third_party
 from xqg.tasks.schema import EvaluateSettings, TrainSettings, to_settings
+from xqg.tasks.tracking import finish_on_termination
 
 log = logging.getLogger("xqg")
 TRAIN_TASKS = ("retriever", "generator")
@@ -35,8 +36,9 @@ def _fail(message: str) -> None:
 
 def _guarded(fn: Callable[[], Any]) -> Any:
     """Run ``fn``; bad input, config errors and unwritable places end the process with one line on stderr and
-    exit code 2."""
+    exit code 2. SIGTERM ends the job through ``SystemExit`` (W&B runs finish as failed, locks are released)."""
     quiet_third_party()
+    finish_on_termination()
     try:
         return fn()
     except (XqgInputError, MissingResourceError) as e:
@@ -94,6 +96,8 @@ def evaluate(cfg: DictConfig) -> float | list[float] | None:
         ensure_punkt(settings.metrics.nltk_data)  # scoring comes last: a missing table must not wait for it
         if settings.score.predictions or settings.score.run:
             return score_task.run(settings)
+        if settings.study.name:  # study=<name>: a research study (conf/study/, docs/studies.md)
+            return studies.run(settings)
         return evaluate_task.run(settings)
 
     return _guarded(run)

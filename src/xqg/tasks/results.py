@@ -1,5 +1,6 @@
-"""What an ``evaluate.py`` run reports: the paper's table on the console, ``results.json`` and ``trial.json`` in
-the run folder, and the metrics, the baseline and the p-values in W&B."""
+"""What an ``evaluate.py`` run reports: the paper's table on the console (headed by the trial and its setting in a
+sweep, so tables of parallel trials can be told apart), ``results.json`` and ``trial.json`` in the run folder, and
+the metrics, the baseline and the p-values in W&B (the run's id goes into ``trial.json``, then onto the trial)."""
 
 from __future__ import annotations
 
@@ -9,6 +10,9 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
+from hydra.core.hydra_config import HydraConfig
+from hydra.types import RunMode
+
 from xqg.core.artifacts import atomic_write_json
 from xqg.evaluation.result import EvalResult
 from xqg.evaluation.significance import Comparison
@@ -16,10 +20,17 @@ from xqg.evaluation.tables import paper_table, significance_footnotes
 from xqg.tasks.console import log_to_files
 from xqg.tasks.schema import EvaluateSettings
 from xqg.tasks.sweep import objective_value, write_trial_record
-from xqg.tasks.tracking import start_run
+from xqg.tasks.tracking import run_name, start_run
+from xqg.tasks.trial_attrs import job_trial_number
 
 log = logging.getLogger(__name__)
 BASELINE, XQG = "xDR", "+xQG"
+ORACLE = "+xQG oracle"  # generator=oracle: held-out real questions, not a generator's
+
+
+def xqg_name(settings: EvaluateSettings) -> str:
+    """The fused system's row name: says "oracle queries" when they were not generated."""
+    return ORACLE if settings.generator.oracle else XQG
 
 
 def results_table(
@@ -33,13 +44,34 @@ def results_table(
     if comparison is None or baseline is None:
         return paper_table({settings.retrieval.name: result.to_json()}, decimals=decimals)
     return paper_table(
-        {BASELINE: baseline.to_json(), XQG: result.to_json()},
-        markers={XQG: comparison.marker_map()},
+        {BASELINE: baseline.to_json(), xqg_name(settings): result.to_json()},
+        markers={xqg_name(settings): comparison.marker_map()},
         decimals=decimals,
         footnotes=significance_footnotes(
-            comparison.level, BASELINE, list(settings.metrics.significance.tests)
+            comparison.level,
+            BASELINE,
+            list(settings.metrics.significance.tests),
+            comparison.correction,
+            comparison.family,
         ),
     )
+
+
+def trial_label(settings: EvaluateSettings) -> str | None:
+    """``trial 3 (alpha=0.01, n=5, tune questions)`` for a job of a sweep (its Optuna trial number, else Hydra's
+    job number); None for a single run."""
+    if not HydraConfig.initialized():
+        return None
+    hc = HydraConfig.get()
+    if hc.mode != RunMode.MULTIRUN:
+        return None
+    sweeper = hc.get("sweeper") or {}
+    number = job_trial_number(sweeper.get("storage"), sweeper.get("study_name"), list(hc.overrides.task))
+    who = f"trial {number}" if number is not None else f"job {hc.job.num}"
+    aug = settings.augmentation
+    setting = f"alpha={aug.alpha:g}, n={aug.n}" if aug.enabled else "alpha=0, xQG off"
+    split = f", {aug.tune_split} questions" if aug.tune_split else ""
+    return f"{who} ({setting}{split})"
 
 
 def _markers_json(comparison: Comparison | None) -> dict[str, dict[str, str]] | None:
@@ -67,8 +99,15 @@ def report(
     metrics, the baseline and the p-values to W&B; returns the summary (with the objective)."""
     metrics = result.to_json()
     base = baseline.to_json() if comparison is not None and baseline is not None else None
-    text = "\n".join([results_table(settings, result, baseline, comparison), *result.notes()])
-    print(text)
+    label = trial_label(settings)
+    text = "\n".join(
+        [
+            *([f"{label}:"] if label else []),
+            results_table(settings, result, baseline, comparison),
+            *result.notes(),
+        ]
+    )
+    print(text)  # one write: the tables of parallel trials do not interleave
     log_to_files(text)  # the job's log file holds the table too, without a second copy on the console
     spec = settings.retrieval.objective
     value = objective_value(metrics, spec)
@@ -87,6 +126,9 @@ def report(
     if base is not None and comparison is not None:
         summary["baseline"] = base
         summary["significance"] = comparison.to_json()
+    run = _log(settings, result, metrics, base, comparison)
+    if run is not None:
+        summary["wandb"] = run
     atomic_write_json(out_dir / "results.json", summary)
     write_trial_record(
         out_dir,
@@ -96,9 +138,10 @@ def report(
         objective_spec=spec,
         markers=_markers_json(comparison),
         baseline=base,
+        wandb=run,
+        system=xqg_name(settings) if settings.augmentation.enabled else None,
     )
     log.info("wrote %s", out_dir / "results.json")
-    _log(settings, result, metrics, base, comparison)
     return summary
 
 
@@ -108,10 +151,14 @@ def _log(
     metrics: Mapping[str, Any],
     base: Mapping[str, Any] | None,
     comparison: Comparison | None,
-) -> None:
+) -> dict[str, Any] | None:
+    """The evaluate run in W&B: final values as the run's summary (no one-point histories) and the per-language
+    table; returns the run's :meth:`~xqg.tasks.tracking.Tracker.info` (None when tracking is off)."""
     langs = [*result.languages, "macro"]
-    tracker = start_run(settings.logger, config=dataclasses.asdict(settings), job_type="evaluate")
-    try:
+    aug = settings.augmentation
+    name = run_name("evaluate", alpha=aug.alpha if aug.enabled else None, n=aug.n if aug.enabled else None)
+    tracker = start_run(settings.logger, config=dataclasses.asdict(settings), job_type="evaluate", name=name)
+    with tracker:
         flat = {f"{m}/{lang}": block[lang] for m, block in metrics.items() for lang in langs}
         if settings.augmentation.enabled:
             flat.update({"xqg/alpha": settings.augmentation.alpha, "xqg/n": settings.augmentation.n})
@@ -121,9 +168,8 @@ def _log(
                 for lang, tests in per.items():
                     for t, r in tests.items():
                         flat[f"p_value/{t}/{m}/{lang}"] = r.p_value
-        tracker.log_metrics(flat)
+        tracker.log_summary(flat)
         tracker.log_table(
             "retrieval", ["metric", *langs], [[m, *(b[x] for x in langs)] for m, b in metrics.items()]
         )
-    finally:
-        tracker.finish()
+        return tracker.info()

@@ -82,9 +82,12 @@ def write_trial_record(
     objective_spec: Any = None,
     markers: Mapping[str, Mapping[str, str]] | None = None,
     baseline: Mapping[str, Any] | None = None,
+    wandb: Mapping[str, Any] | None = None,
+    system: str | None = None,
 ) -> Path:
     """``<out_dir>/trial.json``: the trial's fusion settings, metrics JSON, objective, and optionally the
-    significance markers vs alpha = 0 (``{metric: {lang or 'macro': '†‡'}}``) and the baseline's metrics."""
+    significance markers vs alpha = 0 (``{metric: {lang or 'macro': '†‡'}}``), the baseline's metrics and the
+    job's W&B run (``{id, name, group, job_type, dir}``, :meth:`xqg.tasks.tracking.Tracker.info`)."""
     aug = dict(augmentation)
     params = {k: aug.get(k) for k in FUSION_KEYS if k in aug}
     if not params.get("enabled", True):
@@ -97,6 +100,10 @@ def write_trial_record(
         record["markers"] = {k: dict(v) for k, v in markers.items()}
     if baseline is not None:
         record["baseline"] = dict(baseline)
+    if wandb is not None:
+        record["wandb"] = dict(wandb)
+    if system is not None:
+        record["system"] = system  # the fused system's name, e.g. "+xQG oracle"
     path = Path(out_dir) / TRIAL_RECORD
     atomic_write_json(path, record)
     return path

@@ -14,16 +14,23 @@ calls ``on_multirun_start`` first) and fixes all three in the config and the sto
   fixes which point each stored grid id names);
 * any other seeded sampler's seed is offset by the number of trials already in the study, so it continues with
   new proposals instead of replaying the first ones.
+
+It first names the study (:func:`name_study`): ``<study_name>-<experiment>-<storage digest>``, e.g.
+``xqg-alpha_n-demo-3f9c2a1b``, so every study has its own name (and W&B group) and a resume, which points at the
+same storage with the same experiment and sweep, reuses it. A name given on the command line, or one the storage
+already holds (a study made before names were derived), is kept as it is.
 """
 
 from __future__ import annotations
 
+import hashlib
 import itertools
 import logging
 import os
 import socket
 import time
 from collections.abc import Mapping
+from pathlib import Path
 from typing import Any
 
 import optuna
@@ -34,6 +41,37 @@ log = logging.getLogger(__name__)
 
 GRID_SAMPLER = "optuna.samplers.GridSampler"
 WORKER = "xqg_sweep_worker"
+STUDY_NAME = "study_name"
+SQLITE = "sqlite:///"
+
+
+def storage_digest(storage: str) -> str:
+    """8 hex digits naming a storage; a SQLite file by its absolute path, however it was written."""
+    s = str(storage)
+    if s.startswith(SQLITE):
+        s = SQLITE + str(Path(s[len(SQLITE) :]).expanduser().resolve())
+    return hashlib.sha256(s.encode()).hexdigest()[:8]
+
+
+def derived_study_name(base: str, experiment: str | None, storage: str) -> str:
+    """``<base>-<experiment>-<storage digest>``: one name per study, the same on every resume."""
+    return f"{base}-{experiment or 'default'}-{storage_digest(storage)}"
+
+
+def name_study(config: DictConfig) -> str | None:
+    """Set ``hydra.sweeper.study_name`` to :func:`derived_study_name` (see the module) and return the name the
+    sweep uses; None without a storage or a name."""
+    sweeper = config.hydra.sweeper
+    storage, base = sweeper.get("storage"), sweeper.get(STUDY_NAME)
+    if not storage or not base:
+        return None
+    given = any(str(o).startswith(f"hydra.sweeper.{STUDY_NAME}=") for o in config.hydra.overrides.task)
+    if given or str(base) in optuna.get_all_study_names(str(storage)):
+        return str(base)
+    experiment = OmegaConf.select(config, "hydra.runtime.choices.experiment")
+    name = derived_study_name(str(base), experiment, str(storage))
+    _override(config, STUDY_NAME, name)
+    return name
 
 
 def _existing_study(storage: str, name: str) -> optuna.Study | None:
@@ -143,7 +181,7 @@ def remaining_grid(study: optuna.Study, grid: list[dict[str, Any]]) -> int:
     return sum(_key(p, names) not in done for p in grid) + waiting
 
 
-def _override(config: DictConfig, key: str, value: int) -> None:
+def _override(config: DictConfig, key: str, value: int | str) -> None:
     """Set ``hydra.sweeper.<key>`` as if it had been given on the command line: in the config the sweeper is built
     from and in the task overrides every job is composed with (Hydra refuses jobs whose ``hydra.sweeper``
     differs from the sweep's)."""
@@ -153,7 +191,9 @@ def _override(config: DictConfig, key: str, value: int) -> None:
 
 
 def prepare_resume(config: DictConfig) -> None:
-    """Before the sweeper is built: clean up the stored study and adjust ``hydra.sweeper`` (see the module)."""
+    """Before the sweeper is built: name the study, clean up the stored study and adjust ``hydra.sweeper`` (see
+    the module)."""
+    name_study(config)
     sweeper = config.hydra.sweeper
     storage, name = sweeper.get("storage"), sweeper.get("study_name")
     if not storage or not name:

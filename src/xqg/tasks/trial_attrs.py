@@ -4,8 +4,9 @@ Hydra's Optuna sweeper hands Optuna only the value(s) a job returns. After each 
 (:class:`xqg.tasks.study_report.StudyReportCallback`, ``on_job_end``, in the job's process) reads the job's
 ``trial.json`` and writes onto its trial, through the study storage: per-language and macro R@kt for every k
 (``R@2kt/ar``), the baseline's (``baseline/R@2kt/ar``), the significance markers vs alpha = 0
-(``markers/R@2kt/ar``) and the run folder (``run_dir``); and it names the objectives (``set_metric_names``), so
-the dashboard shows ``R@2kt`` instead of "Objective 0".
+(``markers/R@2kt/ar``), the run folder (``run_dir``) and the job's W&B run (``wandb_run_id``, ``wandb_run_name``,
+``wandb_dir``); and it names the objectives (``set_metric_names``), so the dashboard shows ``R@2kt`` instead of
+"Objective 0". :func:`job_trial_number` tells a running job which trial it is (for its console table's label).
 """
 
 from __future__ import annotations
@@ -24,6 +25,7 @@ from xqg.tasks.sweep import TRIAL_RECORD
 
 log = logging.getLogger(__name__)
 RUN_DIR = "run_dir"
+WANDB_ATTRS = {"id": "wandb_run_id", "name": "wandb_run_name", "dir": "wandb_dir"}
 
 
 def trial_attrs(record: Mapping[str, Any], run_dir: str | Path | None = None) -> dict[str, Any]:
@@ -37,6 +39,10 @@ def trial_attrs(record: Mapping[str, Any], run_dir: str | Path | None = None) ->
                 )
     for metric, per in (record.get("markers") or {}).items():
         out.update({f"markers/{metric}/{k}": str(v) for k, v in per.items() if v})
+    for key, attr in WANDB_ATTRS.items():
+        value = (record.get("wandb") or {}).get(key)
+        if value:
+            out[attr] = str(value)
     if run_dir is not None:
         out[RUN_DIR] = str(run_dir)
     return out
@@ -51,6 +57,20 @@ def find_trial(study: optuna.Study, overrides: Iterable[str]) -> optuna.trial.Fr
         if RUN_DIR not in t.user_attrs and all(f"{k}={v}" in given for k, v in t.params.items()):
             return t
     return None
+
+
+def job_trial_number(storage: str | None, study_name: str | None, overrides: Iterable[str]) -> int | None:
+    """The number of the running trial a sweep job with these overrides runs (:func:`find_trial`); None outside
+    a study or when the storage cannot tell (never fatal: it only labels the job's console output)."""
+    if not storage or not study_name:
+        return None
+    try:
+        study = optuna.load_study(study_name=study_name, storage=storage)
+    except (KeyError, ValueError, RuntimeError) as e:  # no such study / storage: no label
+        log.debug("no trial number for this job: %s", e)
+        return None
+    trial = find_trial(study, overrides)
+    return None if trial is None else trial.number
 
 
 def set_metric_names(study: optuna.Study, names: list[str]) -> None:
