@@ -4,7 +4,9 @@ The hub is unreachable on CI machines, so tests cannot load ``bert-base-multilin
 a cased WordPiece tokenizer (mBERT-style normalisation: no lowercasing, no accent stripping, so Bengali and
 Telugu vowel signs survive; CJK ideographs split into single characters; the full character alphabet of the
 text kept, so no script falls back to ``[UNK]``; the vocabulary chosen deterministically, so the same text
-always gives the same tokenizer) to the training text itself (queries + passages), and build a
+always gives the same tokenizer) to the training text itself (queries + passages; with
+``vocab_text="all_languages"`` also the text of the data's questions in every language, see
+:data:`VOCAB_TEXTS`), and build a
 randomly initialised ``BertModel`` from a small config. Both are saved in HF format as a fingerprinted artifact
 (``<cache>/tiny_bert/<fp>/``) so every later stage treats the tiny backbone exactly like a hub checkpoint.
 """
@@ -22,6 +24,7 @@ from tokenizers import Tokenizer, decoders, models, normalizers, pre_tokenizers,
 from transformers import BertConfig, BertModel, PreTrainedTokenizerFast
 
 from xqg.core.artifacts import ArtifactDir
+from xqg.core.errors import XqgInputError
 from xqg.core.locking import complete_or_claim
 from xqg.models.biencoder import quiet_hf_progress
 
@@ -31,6 +34,11 @@ SPECIAL_TOKENS = ("[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]")
 MAX_CHARS_PER_WORD = 256
 # Longest vocabulary piece considered (besides whole words); keeps candidate counting linear in the text.
 MAX_PIECE_CHARS = 8
+#: What the vocabulary is fitted on. ``train``: the retriever's training text. ``all_languages``: that text plus
+#: the question text (no labels) of the data's cross-lingual training file, as mBERT's vocabulary covers every
+#: script from pre-training. It matters for a zero-shot retriever trained on English only: fitted on English
+#: text, every non-Latin word is ``[UNK]`` and Japanese/Korean names glued to particles vanish with it.
+VOCAB_TEXTS = ("train", "all_languages")
 
 
 @dataclass(frozen=True)
@@ -46,6 +54,21 @@ class TinyBertConfig:
     dropout: float = 0.1
     max_tokenizer_texts: int = 200_000
     seed: int = 0
+    vocab_text: str = "train"  # see VOCAB_TEXTS
+
+    def __post_init__(self) -> None:
+        if self.vocab_text not in VOCAB_TEXTS:
+            raise XqgInputError(
+                f"must be one of {VOCAB_TEXTS}, got {self.vocab_text!r}", field="backbone.tiny.vocab_text"
+            )
+
+    def identity(self) -> dict[str, Any]:
+        """The fields that identify the model (``vocab_text`` only when not the default, so tiny models built
+        before the option keep their fingerprints)."""
+        out = asdict(self)
+        if out["vocab_text"] == "train":
+            del out["vocab_text"]
+        return out
 
 
 def _normalizer_and_pretokenizer() -> tuple[Any, Any]:
@@ -163,7 +186,7 @@ def tiny_bert_backbone(
     art = ArtifactDir.for_spec(
         cache_dir,
         "tiny_bert",
-        config=asdict(cfg),
+        config=cfg.identity(),
         inputs={"texts": texts_fingerprint},
         code_version=CODE_VERSION,
     )

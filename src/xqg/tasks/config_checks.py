@@ -22,7 +22,9 @@ from xqg.core.languages import XOR_LANGUAGES, normalize_lang
 from xqg.data.formats.runs import FORMATS as RUN_FORMATS
 from xqg.evaluation.result import metric_name
 from xqg.evaluation.score_files import ScoreOptions
+from xqg.generation.sampling import SAMPLERS
 from xqg.generation.store import FORMATS as STORE_FORMATS
+from xqg.models.alignment_loss import AlignmentConfig
 from xqg.models.biencoder import RetrieverSpec
 from xqg.retrieval.embeddings import DTYPES
 from xqg.retrieval.fusion import Fusion
@@ -49,6 +51,7 @@ METRICS_KEYS = {
     "decimals": "metrics.decimals",
     "workers": "metrics.workers",
     "tests": "metrics.significance.tests",
+    "correction": "metrics.correction",
 }
 
 
@@ -133,6 +136,19 @@ def check_backbone(b: Any) -> None:
         raise _bad(f"backbone.{e.field}", e.message) from None
 
 
+def check_synthetic(syn: Any) -> None:
+    """``train.synthetic`` (xqg.tasks.synthetic_train): counts, negatives, languages, few-shot size and ratio."""
+    for name in ("passages_per_language", "queries_per_passage", "shard_size", "round_trip_depth"):
+        _int_at_least(getattr(syn, name), 1, f"train.synthetic.{name}")
+    _int_at_least(syn.n_negatives, 0, "train.synthetic.n_negatives")
+    _int_at_least(syn.few_shot, 0, "train.synthetic.few_shot", optional=True)
+    _choice(syn.negatives, ("random", "mined"), "train.synthetic.negatives")
+    if syn.ratio is not None:
+        _number_in(syn.ratio, 0, 1, "train.synthetic.ratio")
+    if syn.max_languages is not None and not 1 <= syn.max_languages <= len(syn.languages):
+        raise _bad("train.synthetic.max_languages", f"must be between 1 and {len(syn.languages)}")
+
+
 def check_recipe(t: Any) -> None:
     _choice(t.source, RECIPE_SOURCES, "train.source")
     for name in ("batch_size", "train_n_passages", "epochs"):
@@ -146,6 +162,12 @@ def check_recipe(t: Any) -> None:
     _int_at_least(t.num_workers, 0, "train.num_workers")
     _int_at_least(t.num_threads, 1, "train.num_threads", optional=True)
     _int_at_least(t.checkpoint_every_n_steps, 1, "train.checkpoint_every_n_steps", optional=True)
+    a = t.alignment
+    try:
+        AlignmentConfig(kind=a.kind, weight=a.weight, temperature=a.temperature)
+    except XqgInputError as e:
+        raise _bad(f"train.alignment.{e.field}", e.message) from None
+    check_synthetic(t.synthetic)
     dev = t.dev
     _choice(dev.source, DEV_SOURCES, "train.dev.source")
     for name in ("max_queries", "max_passages", "batch_size", "every_n_epochs"):
@@ -158,7 +180,25 @@ def check_recipe(t: Any) -> None:
         raise _bad("train.dev.objective", f"must be one of {names}, got {dev.objective!r}")
 
 
+def check_oracle(settings: Any) -> None:
+    """``generator=oracle`` needs data that knows each question's gold passage, and has no model to train."""
+    g, d = settings.generator, settings.data
+    if not g.oracle:
+        return
+    if g.queries_source:
+        raise _bad("generator.queries_source", "oracle queries and released queries exclude each other")
+    if d.kind == "files" and not d.qrels:
+        raise _bad(
+            "generator.oracle",
+            f"data {d.name!r} has no known questions per passage (no qrels): generator=oracle needs the "
+            "synthetic world, XQuAD-R or data.qrels",
+        )
+    if getattr(settings, "task", None) == "generator":
+        raise _bad("generator.oracle", "oracle queries come from the data; there is no generator to train")
+
+
 def check_generator(g: Any) -> None:
+    _int_at_least(g.quality_passages, 1, "generator.quality_passages", optional=True)
     _int_at_least(g.max_source_length, 1, "generator.max_source_length")
     _int_at_least(g.max_target_length, 1, "generator.max_target_length")
     _languages(g.languages, "generator.languages")
@@ -167,6 +207,7 @@ def check_generator(g: Any) -> None:
     _choice(g.store_format, STORE_FORMATS, "generator.store_format")
     _device(g.device, _TORCH_DEVICE, "generator.device", "auto, cpu, mps or cuda[:N]")
     _choice(g.precision, PRECISIONS, "generator.precision")
+    _choice(g.sampler, SAMPLERS, "generator.sampler")
     _seed(g.seed, "generator.seed")
     _int_at_least(g.shard.size, 1, "generator.shard.size")
     _int_at_least(g.shard.count, 1, "generator.shard.count")
@@ -270,6 +311,11 @@ def check_objective(spec: Any, ks: Sequence[int], languages: Sequence[str], key:
 
 def check_metrics(m: Any, options: ScoreOptions) -> None:
     options.check(METRICS_KEYS)
+    gold_ks = list(m.gold_ks)
+    bad_k = any(isinstance(k, bool) or not isinstance(k, int) or k < 1 for k in gold_ks)
+    if bad_k or len(set(gold_ks)) != len(gold_ks):
+        raise _bad("metrics.gold_ks", f"must be distinct positive integers, got {gold_ks!r}")
+    _int_at_least(m.mrr_depth, 0, "metrics.mrr_depth")
     names = [metric_name(k) for k in options.ks]
     if m.objective and m.objective not in names:
         raise _bad("metrics.objective", f"must be one of the computed metrics {names}, got {m.objective!r}")
@@ -300,6 +346,7 @@ def check_settings(settings: Any, score_options: ScoreOptions | None = None) -> 
     check_backbone(settings.backbone)
     check_recipe(settings.train)
     check_generator(settings.generator)
+    check_oracle(settings)
     check_augmentation(settings.augmentation)
     if score_options is not None:
         check_metrics(settings.metrics, score_options)

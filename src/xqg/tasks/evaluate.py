@@ -19,23 +19,29 @@ import logging
 from dataclasses import dataclass, replace
 from pathlib import Path
 
+from xqg.core.artifacts import atomic_write_json, atomic_write_text
 from xqg.core.device import resolve_device
 from xqg.core.errors import XqgInputError
 from xqg.data.bundle import DataBundle
 from xqg.data.corpus import CorpusStore, open_corpus
+from xqg.data.formats.qrels import Qrels, read_qrels
 from xqg.data.formats.runs import Run, write_run
 from xqg.data.formats.xor import read_xor_questions
 from xqg.data.records import Question
+from xqg.evaluation.gold_measures import GoldOptions, compare_measures, with_gold
+from xqg.evaluation.result import EvalResult
 from xqg.evaluation.score_files import compare_results, score_ranked
 from xqg.evaluation.splits import split_questions
+from xqg.generation.quality import quality_table
+from xqg.generation.store import GeneratedStore
 from xqg.retrieval.embeddings import EmbeddingStore, encode_corpus, encode_queries
 from xqg.retrieval.encode import Retriever
 from xqg.retrieval.fusion import Fusion, FusionTransform
 from xqg.retrieval.query_sums_build import ensure_query_sums
 from xqg.retrieval.runs import cached_search
 from xqg.tasks import train_retriever
-from xqg.tasks.generate import ensure_generated
-from xqg.tasks.results import BASELINE, XQG, report
+from xqg.tasks.generate import ensure_generated, generated_quality
+from xqg.tasks.results import BASELINE, report, xqg_name
 from xqg.tasks.schema import EvaluateSettings
 from xqg.tasks.score import options_from_settings
 
@@ -52,6 +58,7 @@ class Inputs:
     retriever: Retriever
     passages: EmbeddingStore
     queries: EmbeddingStore
+    qrels: Qrels | None = None  # gold passages of the questions, where the data has them (gold measures)
 
 
 @dataclass(frozen=True)
@@ -61,6 +68,7 @@ class XqgSearch:
     transform: FusionTransform
     fusion: Fusion
     query_sums: str  # fingerprint of the query-sum artifact
+    generated: GeneratedStore | None = None  # the queries fused (their quality goes into the report)
 
 
 # -- stages -----------------------------------------------------------------------------------------------------
@@ -117,7 +125,9 @@ def prepare(settings: EvaluateSettings) -> Inputs | None:
         batch_size=r.query_batch_size,
         max_len=r.q_max_len,
     )
-    return Inputs(questions, corpus, retriever, passages, queries)
+    split = settings.retrieval.split
+    qrels = read_qrels(data.qrels[split]) if split in data.qrels else None
+    return Inputs(questions, corpus, retriever, passages, queries, qrels)
 
 
 def xqg_search(settings: EvaluateSettings, inputs: Inputs, fusion: Fusion) -> XqgSearch:
@@ -133,7 +143,7 @@ def xqg_search(settings: EvaluateSettings, inputs: Inputs, fusion: Fusion) -> Xq
         batch_size=settings.retrieval.query_batch_size,
         max_len=settings.retrieval.q_max_len,
     )
-    return XqgSearch(FusionTransform(sums, fusion), fusion, str(sums.fingerprint))
+    return XqgSearch(FusionTransform(sums, fusion), fusion, str(sums.fingerprint), generated)
 
 
 def search(settings: EvaluateSettings, inputs: Inputs, xqg: XqgSearch | None = None) -> Run:
@@ -164,6 +174,42 @@ def write_runs(formats: list[str], run: Run, out_dir: Path) -> dict[str, str]:
     return written
 
 
+def gold_options(settings: EvaluateSettings, inputs: Inputs) -> GoldOptions | None:
+    """MRR and Recall@k of the gold passages (``metrics.mrr_depth``, ``metrics.gold_ks``) when the data has qrels
+    for the scored split; cut-offs deeper than ``retrieval.depth`` are left out (the run holds only that many)."""
+    m, depth = settings.metrics, settings.retrieval.depth
+    ks = tuple(k for k in m.gold_ks if k <= depth)
+    if inputs.qrels is None or not (m.mrr_depth or ks):
+        return None
+    if len(ks) < len(m.gold_ks):
+        log.info(
+            "Recall@k beyond retrieval.depth (%d) left out: %s", depth, [k for k in m.gold_ks if k > depth]
+        )
+    return GoldOptions(min(m.mrr_depth, depth), ks)
+
+
+def _gold(inputs: Inputs, run: Run, result: EvalResult, options: GoldOptions | None) -> EvalResult:
+    if options is None or inputs.qrels is None:
+        return result
+    return with_gold(result, run, inputs.qrels, options)
+
+
+def write_quality(settings: EvaluateSettings, store: GeneratedStore, inputs: Inputs, out_dir: Path) -> dict:
+    """The fused queries' quality (:func:`xqg.tasks.generate.generated_quality`) as ``generator_quality.json``
+    and ``generator_quality.md`` in the run folder; returns it (for ``results.json``)."""
+    q = generated_quality(settings, store, inputs.corpus, inputs.questions)
+    atomic_write_json(out_dir / "generator_quality.json", q)
+    parts = [f"# Quality of the {q['label']} (store {q['store']})", ""]
+    for part, what in (
+        ("gold", "gold passages of the scored questions"),
+        ("sample", "first passages of the store"),
+    ):
+        if q.get(part):
+            parts += [f"## {what} ({q['passages'][part]} passages, percent)", "", quality_table(q[part]), ""]
+    atomic_write_text(out_dir / "generator_quality.md", "\n".join(parts))
+    return q
+
+
 # -- the job ----------------------------------------------------------------------------------------------------
 def run(settings: EvaluateSettings) -> float | list[float] | None:
     """``python evaluate.py``: returns the objective (macro ``retrieval.objective``; a list for multi-objective
@@ -184,14 +230,33 @@ def run(settings: EvaluateSettings) -> float | list[float] | None:
     # official R@kt; passage tokens are cached (metrics.token_cache_dir) across runs and sweep trials
     scoring = options_from_settings(settings.metrics, settings.paths.cache_dir)
     baseline_run = search(settings, inputs)
-    baseline = score_ranked(inputs.questions, baseline_run, inputs.corpus, scoring)
+    gold_opts = gold_options(settings, inputs)
+    baseline = _gold(
+        inputs, baseline_run, score_ranked(inputs.questions, baseline_run, inputs.corpus, scoring), gold_opts
+    )
     ranked, result, comparison, extra = baseline_run, baseline, None, {}
     if fusion is not None:
         xqg = xqg_search(settings, inputs, fusion)
         ranked = search(settings, inputs, xqg)
-        result = score_ranked(inputs.questions, ranked, inputs.corpus, scoring)
-        comparison = compare_results(baseline, result, scoring, BASELINE, XQG)
+        result = _gold(
+            inputs, ranked, score_ranked(inputs.questions, ranked, inputs.corpus, scoring), gold_opts
+        )
+        comparison = compare_results(baseline, result, scoring, BASELINE, xqg_name(settings))
+        gold = compare_measures(
+            baseline,
+            result,
+            tests=scoring.tests,
+            permutations=scoring.permutations,
+            seed=scoring.seed,
+            level=scoring.level,
+            name_a=BASELINE,
+            name_b=xqg_name(settings),
+        )
+        if gold is not None:
+            comparison.tests.update(gold.tests)
         extra["artifacts_xqg"] = {"query_sums": xqg.query_sums}
+        if xqg.generated is not None:
+            extra["generator_quality"] = write_quality(settings, xqg.generated, inputs, out_dir)
     extra["run_files"] = write_runs(settings.retrieval.run_formats, ranked, out_dir)
     artifacts = {
         "passage_embeddings": str(inputs.passages.path),

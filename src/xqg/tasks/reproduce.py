@@ -46,6 +46,7 @@ class Row:
     step: int | None = None  # 1-based command whose results.json holds the row (default: the last)
     source: str | None = None
     expected: Mapping[str, Mapping[str, float]] | None = None
+    significant: tuple[str, ...] = ()  # metrics whose macro must beat the baseline significantly (p < level)
 
 
 @dataclass(frozen=True)
@@ -90,6 +91,7 @@ class Check:
     expected: float | None
     measured: float | None
     tolerance: float | None
+    kind: str = "value"  # value: |measured - expected| <= tolerance; p: a p-value below the level `expected`
 
     @property
     def diff(self) -> float | None:
@@ -101,6 +103,8 @@ class Check:
     def status(self) -> str:
         if self.measured is None:
             return "MISSING"
+        if self.kind == "p" and self.expected is not None:
+            return "OK" if self.measured < self.expected else "FAIL"
         if self.expected is None or self.tolerance is None:
             return "reported"
         return "OK" if abs(self.diff or 0.0) <= self.tolerance + 1e-9 else "FAIL"
@@ -144,6 +148,7 @@ def _row(node: Any, path: Path, where: str, n_commands: int) -> Row:
         step=step,
         source=node.get("source"),
         expected=_expected(node.get("expected"), path, f"{where}.expected"),
+        significant=tuple(str(m) for m in node.get("significant") or ()),
     )
 
 
@@ -250,6 +255,32 @@ def check_row(
     return out
 
 
+def _gain_p_value(results: Mapping[str, Any] | None, metric: str) -> tuple[float | None, float]:
+    """The smallest p-value (Holm-adjusted when the run corrected) of the macro ``metric`` tests (t-test,
+    randomisation) whose difference favours the system over the baseline (1.0 when none does; None when the
+    results hold no test), and the level."""
+    sig = results.get("significance") if isinstance(results, Mapping) else None
+    if not isinstance(sig, Mapping):
+        return None, 0.05
+    tests = (sig.get("tests") or {}).get(metric, {}).get("macro")
+    if not isinstance(tests, Mapping) or not tests:
+        return None, float(sig.get("level", 0.05))
+    adjusted = (sig.get("adjusted") or {}).get(metric, {}).get("macro", {})  # Holm-adjusted, when corrected
+    favoured = [
+        float(adjusted.get(name, t["p_value"])) for name, t in tests.items() if float(t.get("diff", 0.0)) > 0
+    ]
+    return min(favoured, default=1.0), float(sig.get("level", 0.05))
+
+
+def check_significance(condition: Condition, row: Row, results: Mapping[str, Any] | None) -> list[Check]:
+    """One check per metric in ``row.significant``: the system's macro gain over the baseline is significant."""
+    out = []
+    for metric in row.significant:
+        p, level = _gain_p_value(results, metric)
+        out.append(Check(condition.name, row.name, f"{metric} gain p", "macro", level, p, None, kind="p"))
+    return out
+
+
 def check_condition(condition: Condition, out: Path, metrics: Sequence[str]) -> list[Check]:
     """Compare a finished condition's results.json files with its rows."""
     checks: list[Check] = []
@@ -258,6 +289,7 @@ def check_condition(condition: Condition, out: Path, metrics: Sequence[str]) -> 
         path = step_dir(out, condition, step) / "results.json"
         results = json.loads(path.read_text()) if path.is_file() else None
         checks += check_row(condition, row, results, metrics)
+        checks += check_significance(condition, row, results)
     return checks
 
 
@@ -272,10 +304,15 @@ def report_table(checks: Sequence[Check]) -> str:
         "|---|---|---|---|---:|---:|---:|---:|---|",
     ]
     for c in checks:
-        diff = "" if c.diff is None else f"{c.diff:+.2f}"
+        diff = "" if c.diff is None or c.kind == "p" else f"{c.diff:+.2f}"
         tol = "" if c.tolerance is None else f"{c.tolerance:g}"
+        expected, measured = (
+            (f"< {c.expected:g}", "" if c.measured is None else f"{c.measured:.2g}")
+            if c.kind == "p"
+            else (fmt(c.expected), fmt(c.measured))
+        )
         lines.append(
-            f"| {c.condition} | {c.row} | {c.metric} | {c.language} | {fmt(c.expected)} | {fmt(c.measured)} "
+            f"| {c.condition} | {c.row} | {c.metric} | {c.language} | {expected} | {measured} "
             f"| {diff} | {tol} | {c.status} |"
         )
     return "\n".join(lines)

@@ -36,6 +36,7 @@ from xqg.retrieval.fusion import Fusion
 from xqg.retrieval.query_sums import QuerySumsConfig
 from xqg.tasks.config_checks import check_settings
 from xqg.tasks.run_dirs import register_run_id_resolver
+from xqg.tasks.study_settings import StudySettings
 
 T = TypeVar("T")
 
@@ -140,6 +141,44 @@ class DevCheckSettings:
 
 
 @dataclass
+class AlignmentSettings:
+    """A cross-lingual alignment objective added to the retrieval loss (:mod:`xqg.models.alignment_loss`)."""
+
+    # none | contrastive (query vs its translation) | distill (frozen teacher's English embedding)
+    kind: str = "none"
+    weight: float = 1.0
+    temperature: float = 1.0  # contrastive only
+    # null: the data's English parallel questions; or XOR-TyDi's question-translations folder
+    translations: str | None = None
+    # distill: english (this recipe on the English questions) | initial | a checkpoint folder
+    teacher: str = "english"
+
+
+@dataclass
+class SyntheticTrainSettings:
+    """Synthetic training queries (SWIM-IR style) mixed with real examples (:mod:`xqg.tasks.synthetic_train`)."""
+
+    enabled: bool = False
+    # languages with synthetic queries, in the order the scaling study adds them
+    languages: list[str] = field(default_factory=lambda: list(XOR_LANGUAGES))
+    max_languages: int | None = None  # only the first N of languages (the scaling study's axis); null: all
+    passages_per_language: int = 200  # corpus passages sampled per language (seeded by seed and language)
+    queries_per_passage: int = 1
+    seed: int = 42
+    shard_size: int = 1000  # sampled passages per resumable generation shard
+    round_trip: bool = False  # keep a pair only if its passage is in the retriever's top round_trip_depth
+    round_trip_depth: int = 20
+    # random corpus passages | mined (the retriever's top passages, the positive left out)
+    negatives: str = "random"
+    n_negatives: int = 7
+    # round trip / mining: xdr (this recipe on the real data alone) | a checkpoint folder
+    retriever: str = "xdr"
+    few_shot: int | None = None  # real training examples kept (seeded); null: all of them
+    # share of synthetic examples per epoch (exact); null: the sources' own proportion
+    ratio: float | None = None
+
+
+@dataclass
 class RecipeSettings:
     """The retriever's training recipe (the ``train`` node, chosen by the ``recipe`` group)."""
 
@@ -159,6 +198,8 @@ class RecipeSettings:
     checkpoint_every_n_steps: int | None = None
     keep_lightning_ckpt: bool = True
     dev: DevCheckSettings = field(default_factory=DevCheckSettings)
+    alignment: AlignmentSettings = field(default_factory=AlignmentSettings)
+    synthetic: SyntheticTrainSettings = field(default_factory=SyntheticTrainSettings)
 
 
 # -- generator ----------------------------------------------------------------------------------------------------
@@ -197,6 +238,7 @@ class GeneratorSettings:
     prompt_template: str = "Generate a {language} question for this passage: {title} {passage}"
     max_source_length: int = 128
     max_target_length: int = 32
+    delexicalise: bool = False  # title -> placeholder while training and generating (xqg.data.delex)
     train: GeneratorTrainSettings = field(default_factory=GeneratorTrainSettings)
     languages: list[str] = field(default_factory=lambda: list(XOR_LANGUAGES))
     num_queries: int = 5
@@ -205,12 +247,19 @@ class GeneratorSettings:
     store_format: str = "parquet"
     device: str = "auto"
     precision: str = "auto"
+    # loop: the sampling loop (measured); static: the static-cache / CUDA-graph T5 decoder (xqg.generation.static_decode,
+    # tested on CPU against transformers, not yet measured on a GPU); auto: static on a bf16/fp32 GPU, else loop
+    sampler: str = "loop"
     seed: int = 42
     shard: GenerationShardSettings = field(default_factory=GenerationShardSettings)
     queries_source: Any = (
         None  # released queries: a source, a list, a glob or {path, repo, filename, revision}
     )
     max_missing_share: float = 0.01  # largest share of corpus passages allowed without released queries
+    oracle: bool = (
+        False  # generator=oracle: held-out real questions instead of a generator (xqg.generation.oracle)
+    )
+    quality_passages: int | None = 2000  # first passages of the store whose queries are measured (null: all)
 
 
 # -- xQG augmentation, retrieval, metrics --------------------------------------------------------------------------
@@ -283,6 +332,10 @@ class MetricsSettings:
     nltk_data: str | None = None
     token_cache_dir: str | None = None
     significance: SignificanceSettings = field(default_factory=SignificanceSettings)
+    # gold-passage measures where the data has qrels (xqg.evaluation.gold_measures), beside R@kt
+    gold_ks: list[int] = field(default_factory=lambda: [1, 5, 20, 100])  # Recall@k ([]: none)
+    mrr_depth: int = 10  # MRR@depth (0: none)
+    correction: str = "none"  # multiple tests of each comparison: none | holm (Holm-Bonferroni)
 
     def score_options(self, cache_dir: str | None = None) -> ScoreOptions:
         """The scoring options these settings ask for (``xqg-eval``'s flags are the other front)."""
@@ -301,6 +354,7 @@ class MetricsSettings:
             level=sig.level,
             decimals=self.decimals,
             details=self.details,
+            correction=self.correction,
         )
 
 
@@ -348,6 +402,7 @@ class EvaluateSettings(_Common):
     retrieval: RetrievalSettings = field(default_factory=RetrievalSettings)
     metrics: MetricsSettings = field(default_factory=MetricsSettings)
     score: ScoreSettings = field(default_factory=ScoreSettings)
+    study: StudySettings = field(default_factory=StudySettings)  # study=<name>: conf/study/
 
 
 Settings = TrainSettings | EvaluateSettings

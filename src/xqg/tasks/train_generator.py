@@ -37,6 +37,7 @@ from xqg.core.languages import get_language
 from xqg.core.locking import complete_or_claim
 from xqg.core.progress import bars_enabled
 from xqg.data.datamodules import GeneratorDataModule
+from xqg.data.delex import delexicalise_pairs
 from xqg.data.formats.pairs import pairs_fingerprint, read_generator_pairs, split_pairs
 from xqg.data.records import GeneratorPair
 from xqg.models.generator_module import GeneratorModule, GeneratorSpec, missing_model_message
@@ -113,6 +114,8 @@ def checkpoint_artifact(
         "max_target_length": g.max_target_length,
         "seed": seed,
     }
+    if g.delexicalise:
+        config["delexicalise"] = True  # (absent when off: fingerprints from before the option stay valid)
     if g.model.tiny is not None:
         config["tiny_code_version"] = TINY_CODE_VERSION  # a new tokenizer recipe is a new base model
     return ArtifactDir.for_spec(cache_dir, KIND, config=config, inputs=inputs, code_version=CODE_VERSION)
@@ -162,6 +165,8 @@ def train_or_load(settings: Settings) -> Path | str:
     pairs, val = load_pairs(settings)
     if val is None:
         pairs, val = split_pairs(pairs, g.train.val_fraction)
+    if g.delexicalise:
+        pairs, val = delexicalise_pairs(pairs), delexicalise_pairs(val)
     inputs = {"train_pairs": pairs_fingerprint(pairs), "val_pairs": pairs_fingerprint(val)}
     art = checkpoint_artifact(
         g, inputs, settings.seed, settings.paths.cache_dir, trainer=trainer_identity(settings)

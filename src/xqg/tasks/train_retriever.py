@@ -12,6 +12,11 @@ match; a changed hyperparameter trains a new one. A killed run resumes from ``la
 or every ``train.checkpoint_every_n_steps``; loaded with ``weights_only``) to the weights of an uninterrupted
 run: the checkpoint holds the place in the epoch and the RNG states too (:mod:`xqg.tasks.resume`).
 
+``train.alignment`` adds a cross-lingual alignment objective (:mod:`xqg.tasks.train_alignment`); its settings,
+translations and teacher enter the fingerprint only when its kind is not ``none``. ``train.synthetic`` adds
+generated training queries (:mod:`xqg.tasks.synthetic_train`); its pairs, few-shot size and ratio enter the
+fingerprint only when enabled.
+
 ``train.source`` picks the training file: ``xor`` (the data's cross-lingual file, e.g. XOR-TyDi) or
 ``english`` (its English file, e.g. NQ: the paper's zero-shot setting).
 """
@@ -38,7 +43,7 @@ from xqg.core.locking import complete_or_claim
 from xqg.data.bundle import DataBundle
 from xqg.data.datamodules import ContrastiveDataModule
 from xqg.data.dev_set import build_dev_set, split_heldout
-from xqg.data.formats.tevatron import iter_tevatron
+from xqg.data.formats.tevatron import TevatronFile, iter_tevatron
 from xqg.data.records import passage_text
 from xqg.models.biencoder import BiEncoder, RetrieverSpec, load_tokenizer
 from xqg.models.hub import with_revision
@@ -48,7 +53,9 @@ from xqg.retrieval.dev_check import DevRetrievalCheck
 from xqg.tasks.builders import build_callbacks, build_trainer
 from xqg.tasks.resume import LAST, ExactResume, fit, resume_path
 from xqg.tasks.schema import BackboneSettings, Settings, frozen
+from xqg.tasks.synthetic_train import SyntheticData, ensure_synthetic, mixed_training_examples
 from xqg.tasks.tracking import finish_loggers, lightning_loggers
+from xqg.tasks.train_alignment import AlignmentPlan, load_teacher, plan_alignment
 from xqg.tasks.trainer_identity import weight_settings
 
 log = logging.getLogger(__name__)
@@ -148,6 +155,25 @@ def _example_texts(path: Path) -> Iterator[str]:
             yield passage_text(p.title, p.text)
 
 
+def _vocab_extra_files(settings: Settings, data: TrainData) -> list[Path]:
+    """The data's cross-lingual training file when the retriever trains on another one (zero-shot): its
+    questions' text joins the tiny vocabulary's text (``backbone.tiny.vocab_text: all_languages``)."""
+    bundle = settings.data.bundle(settings.paths.cache_dir)
+    candidates = (bundle.xor_train_path, bundle.train_path)
+    files = [Path(p) for p in candidates if p is not None and Path(p).exists()]
+    return [p for p in dict.fromkeys(files) if p.resolve() != Path(data.source_path).resolve()][:1]
+
+
+def _vocab_texts(train_path: Path, extra: list[Path]) -> Iterator[str]:
+    yield from _example_texts(train_path)
+    for path in extra:  # question text only: no passage, no label
+        yield from (ex.query for ex in iter_tevatron(path))
+
+
+def _files_identity(files: list[Path]) -> str:
+    return "".join(f"+{file_fingerprint(p)}" for p in files)
+
+
 # -- backbone ------------------------------------------------------------------------------------------------
 def _folder_identity(path: Path) -> str:
     files = sorted(p for p in path.rglob("*") if p.is_file() and not p.name.startswith("."))
@@ -175,17 +201,24 @@ def resolve_backbone(settings: Settings, data: TrainData) -> tuple[str, str]:
             f"p_max_len {bb.p_max_len} exceeds the tiny model's max_position {tiny.max_position}",
             field="backbone.p_max_len",
         )
+    extra = _vocab_extra_files(settings, data) if tiny.vocab_text == "all_languages" else []
     path = tiny_bert_backbone(
         settings.paths.cache_dir,
         tiny,
-        lambda: _example_texts(data.train_path),
-        data.identity["train"] + "/" + data.identity.get("heldout", "-"),
+        lambda: _vocab_texts(data.train_path, extra),
+        data.identity["train"] + "/" + data.identity.get("heldout", "-") + _files_identity(extra),
     )
     return str(path), f"tiny:{path.name}"
 
 
 # -- the artifact --------------------------------------------------------------------------------------------
-def retriever_artifact(settings: Settings, data: TrainData, backbone_identity: str) -> ArtifactDir:
+def retriever_artifact(
+    settings: Settings,
+    data: TrainData,
+    backbone_identity: str,
+    alignment: AlignmentPlan | None = None,
+    synthetic: SyntheticData | None = None,
+) -> ArtifactDir:
     trainer_part = weight_settings(settings.trainer, owned=_owned_trainer_arguments(settings))
     config = {
         "backbone": backbone_identity,
@@ -193,6 +226,10 @@ def retriever_artifact(settings: Settings, data: TrainData, backbone_identity: s
         "recipe": {k: getattr(settings.train, k) for k in _RECIPE_KEYS},
         "trainer": trainer_part,
     }
+    if alignment is not None:  # absent for kind none: plain xDR checkpoints keep their fingerprints
+        config["alignment"] = alignment.identity
+    if synthetic is not None:  # absent when disabled, likewise
+        config["synthetic"] = synthetic.identity
     return ArtifactDir.for_spec(
         settings.paths.cache_dir, KIND, config=config, inputs=data.identity, code_version=CODE_VERSION
     )
@@ -204,10 +241,13 @@ def _owned_trainer_arguments(settings: Settings) -> dict[str, Any]:
 
 
 def artifact_for(settings: Settings) -> ArtifactDir:
-    """Where the settings' checkpoint lives (complete or not), without training."""
+    """Where the settings' checkpoint lives (complete or not), without training it (synthetic training data is
+    generated, though: its fingerprint is part of the checkpoint's)."""
     data = resolve_train_data(settings)
     _, identity = resolve_backbone(settings, data)
-    return retriever_artifact(settings, data, identity)
+    plan = plan_alignment(settings, lambda s: artifact_for(s).path)
+    synthetic = ensure_synthetic(settings, train_or_load)
+    return retriever_artifact(settings, data, identity, plan, synthetic)
 
 
 def _run_dir(fallback: Path) -> Path:
@@ -220,7 +260,9 @@ def train_or_load(settings: Settings, run_dir: str | Path | None = None) -> Path
     reused."""
     data = resolve_train_data(settings)
     backbone, identity = resolve_backbone(settings, data)
-    art = retriever_artifact(settings, data, identity)
+    plan = plan_alignment(settings, lambda s: train_or_load(s, _side_run_dir(run_dir, "teacher")))
+    synthetic = ensure_synthetic(settings, lambda s: train_or_load(s, _side_run_dir(run_dir, "real_data")))
+    art = retriever_artifact(settings, data, identity, plan, synthetic)
     if complete_or_claim(art):
         log.info("retriever checkpoint found: %s", art.path)
         _link_run(run_dir, art)
@@ -229,9 +271,17 @@ def train_or_load(settings: Settings, run_dir: str | Path | None = None) -> Path
     if threads:  # speed only, not in the fingerprint; restored after
         torch.set_num_threads(threads)
     try:
-        return _fit_and_export(settings, data, backbone, art, run_dir)
+        return _fit_and_export(settings, data, backbone, art, run_dir, plan, synthetic)
     finally:
         torch.set_num_threads(before)
+
+
+def _side_run_dir(run_dir: str | Path | None, name: str) -> Path | None:
+    """A retriever trained on the way (a distillation teacher, the real-data retriever that filters synthetic
+    pairs) logs into ``<name>/`` of this run's folder."""
+    if run_dir is not None:
+        return Path(run_dir) / name
+    return _run_dir(Path()) / name if HydraConfig.initialized() else None
 
 
 def _link_run(run_dir: str | Path | None, art: ArtifactDir) -> None:
@@ -254,7 +304,13 @@ def _link_run(run_dir: str | Path | None, art: ArtifactDir) -> None:
 
 
 def _fit_and_export(
-    settings: Settings, data: TrainData, backbone: str, art: ArtifactDir, run_dir: str | Path | None
+    settings: Settings,
+    data: TrainData,
+    backbone: str,
+    art: ArtifactDir,
+    run_dir: str | Path | None,
+    alignment: AlignmentPlan | None = None,
+    synthetic: SyntheticData | None = None,
 ) -> Path:
     tr, dev_cfg = settings.train, settings.train.dev
     pl.seed_everything(tr.seed, workers=True, verbose=False)
@@ -263,6 +319,10 @@ def _fit_and_export(
     spec = retriever_spec(settings.backbone, settings.backbone.name_or_path or backbone)
     tokenizer = load_tokenizer(backbone)
     model = BiEncoder.from_backbone(backbone, spec)
+    teacher, teacher_tokenizer = None, None
+    if alignment is not None and alignment.config.kind == "distill":
+        teacher, teacher_tokenizer = load_teacher(alignment, model, tokenizer)
+    align = alignment.config if alignment is not None else None
     module = RetrieverModule(
         model,
         lr=tr.lr,
@@ -271,6 +331,10 @@ def _fit_and_export(
         warmup_steps=tr.warmup_steps,
         adam_eps=tr.adam_eps,
         gather_across_devices=tr.gather_across_devices,
+        alignment_kind=align.kind if align else "none",
+        alignment_weight=align.weight if align else 1.0,
+        alignment_temperature=align.temperature if align else 1.0,
+        teacher=teacher,
     )
     callbacks = [*build_callbacks(settings.callbacks, checkpoint_dir=art.path / "lightning"), ExactResume()]
     dev = None
@@ -292,7 +356,11 @@ def _fit_and_export(
         )
         callbacks.append(check)
     dm = ContrastiveDataModule(
-        train_path=data.train_path,
+        train_path=(
+            mixed_training_examples(TevatronFile(data.train_path), synthetic, settings)
+            if synthetic is not None
+            else data.train_path
+        ),
         tokenizer=tokenizer,
         batch_size=tr.batch_size,
         train_n_passages=tr.train_n_passages,
@@ -300,6 +368,8 @@ def _fit_and_export(
         p_max_len=spec.p_max_len,
         seed=tr.seed,
         num_workers=tr.num_workers,
+        translations=alignment.table if alignment is not None else None,
+        translation_tokenizer=teacher_tokenizer,
     )
     config = dataclasses.asdict(settings)
     loggers = lightning_loggers(settings.logger, folder, config=config, job_type="train_retriever")
