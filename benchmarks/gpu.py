@@ -8,10 +8,9 @@ Each measurement stands beside its ceiling, measured in the same run on the same
   a host matrix, with faiss beside it where faiss is installed); sweep trials in one process over a 1M-row fp16
   store fused with query sums (the first reads the stores, later ones find them resident,
   :mod:`xqg.retrieval.resident`); and how many of fp32's top 100 fp16 keeps.
-* generation (mT5-base dims, vocab 250,112; 128-token prompts, 5 samples of 32 tokens, top-k 10): xqg's sampling
-  loop (:meth:`QueryGenerator._sample`, bf16 weights on a GPU) per batch size, the automatic batch size
-  included, vs ``model.generate``, and the bare decode (encoder + 32
-  cached decoder steps, argmax) as the model-only ceiling; sequences/s and peak memory.
+* generation and demo (:mod:`gpu_generation`, beside this script): mT5-base-dims sampling throughput, the
+  decoding loop vs the static CUDA-graph decoder vs ``model.generate`` vs the bare decode, per batch size; and
+  the demo-size generation with the tiny T5 (loop vs static decoder).
 * encoding (BERT-base dims, vocab 119,547; 128-token passages): ``encode_texts`` (tokenisation included; also
   with 4 tokenisation threads) vs the model alone on pre-tokenised batches already on the device, and the host
   side alone (tokenise, sort, pad, pin) with 1 and 4 threads.
@@ -24,16 +23,18 @@ synthetic text with a WordPiece fitted to it (ids all below the model's vocabula
 random token ids (tokenisation is not what they measure). Every part has a time budget; timings are medians of
 repeats within it. Needs only torch, transformers, pytorch-lightning, numpy, tokenizers (faiss optional).
 
-    PYTHONPATH=src python benchmarks/gpu.py --out benchmarks/results/gpu.md     # ~5 min on one H100/H200
+    PYTHONPATH=src python benchmarks/gpu.py --out benchmarks/results/gpu.md     # ~7 min on one H100/H200
     PYTHONPATH=src python benchmarks/gpu.py --tiny --out /tmp/gpu_tiny.md        # same code, tiny, CPU, < 60 s
 """
 
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import gc
 import platform
 import statistics
+import sys
 import tempfile
 import time
 import traceback
@@ -46,18 +47,14 @@ import numpy as np
 import pytorch_lightning as pl
 import torch
 import transformers
-from transformers import BertConfig, BertModel, MT5Config, MT5ForConditionalGeneration
-from transformers.cache_utils import DynamicCache, EncoderDecoderCache
-from transformers.modeling_outputs import BaseModelOutput
+from transformers import BertConfig, BertModel
 
 from xqg.core.artifacts import ArtifactDir
 from xqg.core.device import autocast, resolve_device
 from xqg.core.sharded import ShardPlan
-from xqg.generation.sampling import DecodingConfig, QueryGenerator, auto_batch_size
 from xqg.models.biencoder import BiEncoder, RetrieverSpec
 from xqg.models.retriever_module import RetrieverModule, contrastive_loss
 from xqg.models.tiny_bert import train_wordpiece
-from xqg.models.tiny_t5 import train_tokenizer
 from xqg.retrieval.embeddings import build_store, memory_rows
 from xqg.retrieval.encode import GPU_WINDOW, default_workers, encode_texts, pad_batch, prepare_batches
 from xqg.retrieval.fusion import Fusion, FusionTransform
@@ -66,6 +63,9 @@ from xqg.retrieval.query_sums import QuerySumsConfig
 from xqg.retrieval.query_sums_build import build_query_sums
 from xqg.retrieval.resident import CACHE
 from xqg.retrieval.torch_search import SearchBackend, TopK, block_topk, fuse_block, inner_products
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))  # the generation parts live beside this script
+from gpu_generation import bench_demo, bench_generation
 
 
 @dataclass(frozen=True)
@@ -93,6 +93,8 @@ class Sizes:
     train_queries: int = 128
     train_passages: int = 8
     train_steps: int = 5
+    demo_passages: int = 2010
+    demo_new_tokens: int = 32
     gen_name: str = "mT5-base dims"
     bert_name: str = "BERT-base dims"
 
@@ -101,9 +103,9 @@ TINY = Sizes(
     passages=40_000, host_passages=20_000, queries=64, dim=32, depth=10, block=16_384, gen_layers=2, gen_heads=4,
     gen_ff=64, gen_vocab=2000, gen_batches=(2, 8), prompt_len=16, new_tokens=6, bert_layers=2, bert_heads=4,
     bert_ff=64, bert_vocab=2000, enc_texts=256, enc_batches=(32, 128), p_len=32, train_queries=8,
-    train_passages=2, train_steps=2, gen_name="tiny mT5", bert_name="tiny BERT",
+    train_passages=2, train_steps=2, demo_passages=6, demo_new_tokens=6, gen_name="tiny mT5",
+    bert_name="tiny BERT",
 )  # fmt: skip
-N_SAMPLES = 5
 ALPHA = 0.01
 
 
@@ -320,80 +322,6 @@ def _trials(sz: Sizes, clock: Clock, deadline: float) -> list[list[str]]:
     return out
 
 
-# -- generation ---------------------------------------------------------------------------------------------------
-def _mt5(sz: Sizes, dev: torch.device) -> tuple[Any, Any]:
-    tok = train_tokenizer([f"word{i} text{i % 7}" for i in range(200)], vocab_size=300)
-    cfg = MT5Config(
-        vocab_size=sz.gen_vocab, d_model=sz.dim, d_kv=sz.dim // sz.gen_heads, d_ff=sz.gen_ff,
-        num_layers=sz.gen_layers, num_decoder_layers=sz.gen_layers, num_heads=sz.gen_heads,
-        feed_forward_proj="gated-gelu", tie_word_embeddings=False, pad_token_id=tok.pad_token_id,
-        eos_token_id=tok.eos_token_id, decoder_start_token_id=tok.pad_token_id,
-    )  # fmt: skip
-    torch.manual_seed(0)
-    with dev:
-        model = MT5ForConditionalGeneration(cfg)
-    return model.eval(), tok
-
-
-def bench_generation(sz: Sizes, clock: Clock, deadline: float) -> list[list[str]]:
-    dev = clock.dev
-    model, tok = _mt5(sz, dev)
-    gen = QueryGenerator.from_model(model, tok, device=dev)
-    decoding = DecodingConfig(top_k=10, max_new_tokens=sz.new_tokens)
-    g = torch.Generator().manual_seed(0)
-
-    def prompts(b: int) -> tuple[torch.Tensor, torch.Tensor]:
-        ids = torch.randint(3, sz.gen_vocab, (b, sz.prompt_len), generator=g)
-        ids[:, -1] = tok.eos_token_id
-        return ids.to(dev), torch.ones_like(ids, device=dev)
-
-    def ours(b: int) -> Callable[[], Any]:
-        ids, mask = prompts(b)
-        return lambda: gen._sample(ids, mask, N_SAMPLES, decoding, seed=b)
-
-    def hf(b: int) -> Callable[[], Any]:
-        ids, mask = prompts(b)
-        kw = decoding.generate_kwargs(N_SAMPLES)
-        return lambda: model.generate(input_ids=ids, attention_mask=mask, **kw)
-
-    def bare(b: int) -> Callable[[], Any]:
-        ids, mask = prompts(b)
-
-        def run() -> None:
-            h = model.get_encoder()(input_ids=ids, attention_mask=mask).last_hidden_state
-            enc = BaseModelOutput(last_hidden_state=h.repeat_interleave(N_SAMPLES, 0))
-            m = mask.repeat_interleave(N_SAMPLES, 0)
-            cur = torch.full((m.shape[0], 1), tok.pad_token_id, device=dev)
-            cache = EncoderDecoderCache(DynamicCache(), DynamicCache())
-            for _ in range(sz.new_tokens):
-                o = model(encoder_outputs=enc, attention_mask=m, decoder_input_ids=cur, past_key_values=cache)
-                cache, cur = o.past_key_values, o.logits[:, -1].argmax(-1, keepdim=True)
-
-        return run
-
-    amp = {torch.bfloat16: "bf16", torch.float16: "fp16"}.get(gen.autocast_dtype, "fp32")  # type: ignore[arg-type]
-    weights = str(next(model.parameters()).dtype).removeprefix("torch.")
-    auto = auto_batch_size(model.config, dev, N_SAMPLES, sz.prompt_len, sz.new_tokens)
-    rows = [[f"**{sz.gen_name}, {weights} weights, {amp} autocast, batch size auto = {auto}, {sz.prompt_len}-token prompts, {N_SAMPLES} x {sz.new_tokens} tokens, top-k 10**", "prompts / batch", "sequences/s", "peak GiB"]]  # fmt: skip
-    with torch.inference_mode(), autocast(dev, gen.precision):
-        ours(2)()  # kernels warm
-        for name, make in [("xqg sampling loop", ours), ("`model.generate`", hf), ("bare decode, argmax (model only)", bare)]:  # fmt: skip
-            for b in sorted(
-                {*sz.gen_batches, auto} if make is ours and dev.type == "cuda" else sz.gen_batches
-            ):
-                if time.perf_counter() > deadline:
-                    rows.append([name, str(b), "skipped (time budget)", ""])
-                    continue
-                clock.reset_peak()
-                try:
-                    t = clock.once(make(b))
-                    rows.append([name, str(b), f"{b * N_SAMPLES / t:,.0f}", f"{clock.peak_gib()}"])
-                except torch.OutOfMemoryError:
-                    rows.append([name, str(b), "out of memory", ""])
-                    clock.reset_peak()
-    return rows
-
-
 # -- encoding and training -------------------------------------------------------------------------------------
 def _bert(sz: Sizes, dev: torch.device, texts: list[str]) -> tuple[BiEncoder, Any]:
     tok = train_wordpiece(texts[:2000], vocab_size=min(4000, sz.bert_vocab))
@@ -527,39 +455,9 @@ def _device_line(dev: torch.device) -> str:
     return f"{p.name}, {p.total_memory / 2**30:.0f} GiB, {p.multi_processor_count} SMs, CUDA {torch.version.cuda}"
 
 
-def main() -> None:
-    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--out", type=Path, default=Path("benchmarks/results/gpu.md"))
-    ap.add_argument("--tiny", action="store_true", help="tiny sizes on the CPU (a smoke run, < 60 s)")
-    ap.add_argument("--device", default=None, help="default: cuda when available (cpu with --tiny)")
-    ap.add_argument("--budget", type=float, default=420.0, help="seconds for all parts together")
-    ap.add_argument("--parts", default="search,generation,encoding,training")
-    args = ap.parse_args()
-    sz = TINY if args.tiny else Sizes()
-    if args.tiny:
-        torch.set_num_threads(
-            1
-        )  # tiny ops: threads only wait on each other (and on a shared machine, much longer)
-    dev = resolve_device(args.device or ("cpu" if args.tiny else "auto"))
-    clock = Clock(dev)
-    shares = {"search": 0.25, "generation": 0.35, "encoding": 0.2, "training": 0.2}
-    benches = {"search": bench_search, "generation": bench_generation, "encoding": bench_encoding,
-               "training": bench_training}  # fmt: skip
-    start = time.perf_counter()
-    sections = []
-    for part in args.parts.split(","):
-        t0 = time.perf_counter()
-        deadline = t0 + shares[part] * args.budget
-        try:
-            body = _table(benches[part](sz, clock, deadline))
-        except Exception:  # a failed part is reported and the others still run
-            body = "```\n" + traceback.format_exc(limit=4) + "```"
-            clock.reset_peak()
-        clock.reset_peak()
-        sections.append(f"## {part} ({time.perf_counter() - t0:.0f} s)\n\n{body}\n")
-        print(sections[-1], flush=True)
+def _report(args: argparse.Namespace, dev: torch.device, start: float, sections: list[str]) -> str:
     head = [
-        "# xqg on one GPU: search, generation, encoding, training"
+        "# xqg on one GPU: search, encoding, training, generation"
         + (" (--tiny smoke run)" if args.tiny else ""),
         "",
         f"Device: {_device_line(dev)}. torch {torch.__version__}, transformers {transformers.__version__}, "
@@ -570,8 +468,50 @@ def main() -> None:
         "random-init models of the paper's dims (see the script's docstring for what each row measures).",
         "",
     ]
+    return "\n".join(head + sections)
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--out", type=Path, default=Path("benchmarks/results/gpu.md"))
+    ap.add_argument("--tiny", action="store_true", help="tiny sizes on the CPU (a smoke run, < 60 s)")
+    ap.add_argument("--device", default=None, help="default: cuda when available (cpu with --tiny)")
+    ap.add_argument("--budget", type=float, default=420.0, help="seconds for all parts together")
+    ap.add_argument("--parts", default="search,encoding,training,generation,demo")
+    ap.add_argument(
+        "--demo-passages", type=int, default=None, help="passages of the demo part (default 2,010)"
+    )
+    args = ap.parse_args()
+    sz = TINY if args.tiny else Sizes()
+    if args.demo_passages:
+        sz = dataclasses.replace(sz, demo_passages=args.demo_passages)
+    if args.tiny:
+        torch.set_num_threads(
+            1
+        )  # tiny ops: threads only wait on each other (and on a shared machine, much longer)
+    dev = resolve_device(args.device or ("cpu" if args.tiny else "auto"))
+    clock = Clock(dev)
+    # generation last: a failed CUDA graph capture there must not take the other parts down with it
+    shares = {"search": 0.2, "encoding": 0.2, "training": 0.1, "generation": 0.35, "demo": 0.15}
+    benches = {"search": bench_search, "generation": bench_generation, "encoding": bench_encoding,
+               "training": bench_training, "demo": bench_demo}  # fmt: skip
+    start = time.perf_counter()
+    sections: list[str] = []
+    used = 0.0
     args.out.parent.mkdir(parents=True, exist_ok=True)
-    args.out.write_text("\n".join(head + sections))
+    for part in args.parts.split(","):
+        t0 = time.perf_counter()
+        used += shares[part] / sum(shares[p] for p in args.parts.split(","))
+        deadline = start + used * args.budget  # time a part leaves unused goes to the next ones
+        try:
+            body = _table(benches[part](sz, clock, deadline))
+        except Exception:  # a failed part is reported and the others still run
+            body = "```\n" + traceback.format_exc(limit=4) + "```"
+            clock.reset_peak()
+        clock.reset_peak()
+        sections.append(f"## {part} ({time.perf_counter() - t0:.0f} s)\n\n{body}\n")
+        print(sections[-1], flush=True)
+        args.out.write_text(_report(args, dev, start, sections))  # after every part: a killed run keeps some
     print(f"wrote {args.out}")
 
 

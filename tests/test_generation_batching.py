@@ -91,3 +91,13 @@ def test_unset_batch_size_on_the_cpu_is_the_old_default_same_store(
 def test_weights_stay_fp32_on_the_cpu(generator: Path) -> None:
     gen = QueryGenerator(generator, device="cpu")
     assert next(gen.model.parameters()).dtype == torch.float32 and gen.autocast_dtype is None
+
+
+def test_static_sampler_stores_carry_their_own_fingerprint(generator: Path, corpus, tmp_path: Path) -> None:
+    settings = {**SETTINGS, "batch_size": 4}
+    loop = generate_queries(generator, corpus, out_root=tmp_path, **settings)
+    static = generate_queries(generator, corpus, out_root=tmp_path, sampler="static", **settings)
+    assert loop.path != static.path and static.complete  # other text, never mixed into the loop's store
+    assert len(records(static)) == len(records(loop)) == 7 * 2 * 2
+    again = generate_queries(generator, corpus, out_root=tmp_path, sampler="static", **settings)
+    assert again.path == static.path and records(again) == records(static)

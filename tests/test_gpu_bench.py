@@ -36,11 +36,16 @@ def test_tiny_run_writes_every_table_without_the_optional_packages(tmp_path: Pat
     assert proc.returncode == 0, proc.stderr[-3000:]
     report = out.read_text()
     assert "Traceback" not in report, report
-    for part in ("## search", "## generation", "## encoding", "## training"):
+    for part in ("## search", "## generation", "## encoding", "## training", "## demo"):
         assert part in report
     for row in ("xqg torch backend + xQG fusion per block", "xqg sampling loop", "`model.generate`",
-                "`encode_texts`", "model only", "Lightning `RetrieverModule`", "bare PyTorch loop"):  # fmt: skip
+                "xqg static decoder |", "`encode_texts`", "model only", "Lightning `RetrieverModule`",
+                "bare PyTorch loop", "demo generation: tiny T5", "xqg static decoder (the CPU's batch)"):  # fmt: skip
         assert row in report
+    assert "static decoder vs the model's forward, relative logit error |  | " in report
+    assert "unavailable" not in report and "failed" not in report
+    assert "| tokens equal: greedy static decoder vs loop | 2 | 100.0% |" in report  # fp32 on the CPU: exact
+    assert "| tokens equal: sampled, graphs vs eager steps | 2 | 100.0% |" in report
     assert "faiss not installed" in report  # hidden here, so the benchmark says so instead of failing
     assert "(`block_topk` == score desc, row asc) | PASS" in report
     assert "skipped" not in report  # every measurement fits its budget at tiny sizes

@@ -29,7 +29,8 @@ from xqg.core.errors import XqgInputError
 from xqg.core.languages import XOR_LANGUAGES, normalize_lang
 from xqg.core.locking import complete_or_claim
 from xqg.core.sharded import ShardPlan
-from xqg.generation.sampling import DecodingConfig, QueryGenerator, resolve_batch_size
+from xqg.data.delex import delexicalise_passage, relexicalise
+from xqg.generation.sampling import DecodingConfig, QueryGenerator, resolve_batch_size, sampler_fingerprint
 from xqg.generation.store import (
     CODE_VERSION,
     KIND,
@@ -87,6 +88,8 @@ def generation_artifact(
     precision: str = "auto",
     prompt_template: str | None = None,
     max_source_length: int | None = None,
+    delexicalise: bool = False,
+    sampler: str | None = None,
 ) -> ArtifactDir:
     """Where the store for these settings lives (batch and shard size are in the fingerprint because they
     fix which prompts share a seeded batch, hence the sampled text)."""
@@ -107,6 +110,10 @@ def generation_artifact(
         "prompt_template": prompt_template,
         "max_source_length": max_source_length,
     }
+    if delexicalise:  # absent when off, so stores from before the option stay valid
+        config["delexicalise"] = True
+    if sampler is not None:  # the static GPU decoder's version (other text); absent for the loop's stores
+        config["sampler"] = sampler
     inputs = {"generator": generator_fingerprint(generator_path), "corpus": str(corpus.fingerprint)}
     return ArtifactDir.for_spec(out_root, KIND, config=config, inputs=inputs, code_version=CODE_VERSION)
 
@@ -129,6 +136,8 @@ def generate_queries(
     precision: str = "auto",
     prompt_template: str | None = None,
     max_source_length: int | None = None,
+    delexicalise: bool = False,
+    sampler: str = "auto",
 ) -> GeneratedStore:
     """Generate ``n`` queries per passage of ``corpus`` (a :class:`xqg.data.corpus.CorpusStore`) and language.
 
@@ -136,12 +145,22 @@ def generate_queries(
     (:func:`~xqg.generation.sampling.resolve_batch_size`; 64 on the CPU), the resolved number going into the
     fingerprint as a set one would. ``shard_index/num_shards`` splits the shards
     between workers (GPUs, nodes) without changing any text. Finished shards are skipped, so rerunning after a
-    kill resumes. Returns the store; it is incomplete (``store.complete`` false) only when other workers' shards
-    are still missing.
+    kill resumes. ``delexicalise``: prompts carry a placeholder for the passage's title, put back into the
+    generated text (:mod:`xqg.data.delex`; for a generator trained that way). ``sampler``: ``auto`` (the static
+    CUDA-graph decoder on a GPU, the loop on the CPU), ``loop`` or ``static``
+    (:func:`~xqg.generation.sampling.resolve_sampler`). Returns the store; it is
+    incomplete (``store.complete`` false) only when other workers' shards are still missing.
     """
     dec = decoding or DecodingConfig()
     batch_size = resolve_batch_size(
-        batch_size, generator_path, device, n, max_source_length, dec.max_new_tokens
+        batch_size,
+        generator_path,
+        device,
+        n,
+        max_source_length,
+        dec.max_new_tokens,
+        sampler=sampler,
+        precision=precision,
     )
     if not 0 <= shard_index < num_shards:
         raise XqgInputError(
@@ -161,6 +180,8 @@ def generate_queries(
         precision=precision,
         prompt_template=prompt_template,
         max_source_length=max_source_length,
+        delexicalise=delexicalise,
+        sampler=sampler_fingerprint(sampler, device, precision),
     )
     langs = tuple(art.spec["config"]["languages"])
     plan = ShardPlan.make(len(corpus), shard_size)
@@ -182,6 +203,7 @@ def generate_queries(
             precision=precision,
             prompt_template=prompt_template,
             max_source_length=max_source_length,
+            sampler=sampler,
         )
         extra.update(prompt_template=gen.prompt_template, max_source_length=gen.max_source_length)
         todo_rows = sum(stop - start for start, stop in map(plan.bounds, mine))
@@ -191,8 +213,9 @@ def generate_queries(
                 shard_t0, tokens0 = time.perf_counter(), gen.generated_tokens
                 start, stop = plan.bounds(s)
                 passages = [p for batch in corpus.iter_batches(stop - start, start, stop) for p in batch]
+                seen = [delexicalise_passage(p) for p in passages] if delexicalise else passages
                 texts = gen.generate(
-                    gen.prompts(passages, langs),
+                    gen.prompts(seen, langs),
                     n,
                     dec,
                     batch_size=batch_size,
@@ -205,6 +228,8 @@ def generate_queries(
                 for p in passages:
                     for lang in langs:
                         group = next(it)
+                        if delexicalise:
+                            group = [relexicalise(t, p.title) for t in group]
                         stats.add_group(lang, group)
                         records.extend(GeneratedQuery(p.docid, lang, k, t) for k, t in enumerate(group))
                 timing = {

@@ -2,8 +2,10 @@
 
 Sampling (the paper's setting) runs our own incremental decoding loop over the model's KV cache: the encoder runs
 once per prompt, the next token is drawn among the top-k candidates (same distribution as transformers' warpers),
-and rows that reached EOS leave the batch; see ``benchmarks/results/generate.md``. Beam search uses
-``model.generate``. Prompts are length-sorted into batches (so padding is small) and batch ``b`` is seeded from
+and rows that reached EOS leave the batch; see ``benchmarks/results/generate.md``. On a GPU, T5-family models
+sample through :class:`~xqg.generation.static_decode.StaticT5Decoder` instead (static KV cache, cross-attention
+shared by a prompt's samples, one CUDA graph per step; its own text, so its own store fingerprint); the CPU keeps
+the loop and its text (``sampler``: :func:`resolve_sampler`). Beam search uses ``model.generate``. Prompts are length-sorted into batches (so padding is small) and batch ``b`` is seeded from
 ``(*seed, b)``, so the text depends only on the prompts, the settings and the seed (on the same kind of device:
 CPU and GPU arithmetic differ).
 """
@@ -11,6 +13,8 @@ CPU and GPU arithmetic differ).
 from __future__ import annotations
 
 import hashlib
+import inspect
+import logging
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -25,8 +29,11 @@ from xqg.core.device import autocast, autocast_dtype, resolve_device
 from xqg.core.errors import MissingResourceError, XqgInputError
 from xqg.data.datamodules import format_prompt
 from xqg.data.records import Passage
+from xqg.generation.static_decode import SAMPLER_VERSION, StaticT5Decoder, static_prompt_bytes, supports
 from xqg.models.generator_module import GeneratorSpec, missing_model_message
 from xqg.models.hub import split_revision
+
+log = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
@@ -108,16 +115,24 @@ def prompt_bytes(config: Any, n: int, source_len: int, new_tokens: int) -> int:
 
 
 def auto_batch_size(
-    config: Any, device: torch.device, n: int, source_len: int, new_tokens: int, memory: int | None = None
+    config: Any,
+    device: torch.device,
+    n: int,
+    source_len: int,
+    new_tokens: int,
+    memory: int | None = None,
+    static: bool = False,
 ) -> int:
     """Prompts per batch for ``device``: the largest power of two whose batch fits in a share of the GPU's *total*
     memory (``memory`` overrides), at most :data:`MAX_AUTO_BATCH`; :data:`CPU_BATCH_SIZE` on the CPU. Total, not
     free, memory: the batch size fixes the seeded batches, hence the text, so it must not depend on what else
-    runs on the GPU (a resumed run on the same kind of GPU gets the same batches and the same store)."""
+    runs on the GPU (a resumed run on the same kind of GPU gets the same batches and the same store).
+    ``static``: sized for :class:`~xqg.generation.static_decode.StaticT5Decoder` (less memory per prompt)."""
     if device.type != "cuda" and memory is None:
         return CPU_BATCH_SIZE
     total = memory if memory is not None else torch.cuda.get_device_properties(device).total_memory
-    fit = int(_MEMORY_SHARE * total) // max(1, prompt_bytes(config, n, source_len, new_tokens))
+    per_prompt = (static_prompt_bytes if static else prompt_bytes)(config, n, source_len, new_tokens)
+    fit = int(_MEMORY_SHARE * total) // max(1, per_prompt)
     if fit < 1:
         return 1
     return int(min(MAX_AUTO_BATCH, 1 << (fit.bit_length() - 1)))
@@ -130,9 +145,13 @@ def resolve_batch_size(
     n: int,
     source_len: int | None,
     new_tokens: int,
+    *,
+    sampler: str = "loop",
+    precision: str = "auto",
 ) -> int:
     """``batch_size`` when set, else :func:`auto_batch_size` from the checkpoint's config (read without the
-    weights) and the device."""
+    weights), the device and the sampler (:func:`resolve_sampler`: the static decoder of a T5-family model
+    needs less memory per prompt)."""
     if batch_size is not None:
         return int(batch_size)
     dev = resolve_device(device)
@@ -144,7 +163,12 @@ def resolve_batch_size(
     except OSError as e:
         raise MissingResourceError(missing_model_message(str(generator_path), e)) from None
     source_len = source_len or GeneratorSpec.load(generator_path).max_source_length
-    return auto_batch_size(config, dev, n, int(source_len), new_tokens)
+    static = (  # its memory model counts bf16 weights and caches; fp32 takes the loop's (larger) one
+        resolve_sampler(sampler, dev, precision) == "static"
+        and config.model_type in ("t5", "mt5")
+        and autocast_dtype(dev, generation_precision(dev, precision)) == torch.bfloat16
+    )
+    return auto_batch_size(config, dev, n, int(source_len), new_tokens, static=static)
 
 
 class CandidateSampler:
@@ -177,6 +201,33 @@ class CandidateSampler:
         return index.gather(-1, choice).squeeze(-1)
 
 
+SAMPLERS = ("auto", "loop", "static")
+
+
+def resolve_sampler(sampler: str, device: torch.device, precision: str) -> str:
+    """``loop`` (:meth:`QueryGenerator._sample`, the text of before) or ``static``
+    (:class:`~xqg.generation.static_decode.StaticT5Decoder`); ``auto``: static on a GPU unless it generates in
+    fp16 (autocast over fp32 weights), the loop on the CPU, whose text stays as it was."""
+    if sampler not in SAMPLERS:
+        raise XqgInputError(f"sampler must be one of {SAMPLERS}, got {sampler!r}", field="generator.sampler")
+    if sampler != "auto":
+        return sampler
+    if (
+        device.type != "cuda"
+        or autocast_dtype(device, generation_precision(device, precision)) == torch.float16
+    ):
+        return "loop"
+    return "static"
+
+
+def sampler_fingerprint(sampler: str, device: str | torch.device | None, precision: str) -> str | None:
+    """What goes into a generated store's fingerprint for the sampler: None for the loop (stores of before stay
+    valid), :data:`~xqg.generation.static_decode.SAMPLER_VERSION` for the static decoder."""
+    return (
+        SAMPLER_VERSION if resolve_sampler(sampler, resolve_device(device), precision) == "static" else None
+    )
+
+
 class QueryGenerator:
     """A loaded generator that turns (passage, language) prompts into n queries each, batched and sorted."""
 
@@ -188,6 +239,7 @@ class QueryGenerator:
         precision: str = "auto",
         prompt_template: str | None = None,
         max_source_length: int | None = None,
+        sampler: str = "auto",
     ) -> None:
         self.path = str(path)
         self.spec = GeneratorSpec.load(path)
@@ -204,6 +256,7 @@ class QueryGenerator:
         self.autocast_dtype = autocast_dtype(self.device, self.precision)
         self.model = _placed(model, self.device, self.autocast_dtype)
         self.generated_tokens = 0
+        self.static = self._static_decoder(sampler)
 
     @classmethod
     def from_model(
@@ -214,6 +267,7 @@ class QueryGenerator:
         spec: GeneratorSpec | None = None,
         device: str | torch.device | None = "auto",
         precision: str = "auto",
+        sampler: str = "auto",
     ) -> QueryGenerator:
         """A generator around a model and tokenizer already in memory (benchmarks, tests): no checkpoint is read."""
         self = cls.__new__(cls)
@@ -227,7 +281,36 @@ class QueryGenerator:
         self.autocast_dtype = autocast_dtype(self.device, self.precision)
         self.model = _placed(model, self.device, self.autocast_dtype)
         self.generated_tokens = 0
+        self.static = self._static_decoder(sampler)
         return self
+
+    def _static_decoder(self, sampler: str) -> StaticT5Decoder | None:
+        """The static decoder when ``sampler`` resolves to it and the model is one it implements (checked
+        against the model's own forward); None: the loop samples."""
+        if resolve_sampler(sampler, self.device, self.precision) != "static":
+            return None
+        if not supports(self.model):
+            log.warning("static sampler: %s is not a T5-family model; using the decoding loop", self.path)
+            return None
+        try:
+            decoder = StaticT5Decoder(self.model)  # checks itself against the model's forward
+        except ValueError as e:
+            log.warning("static sampler unavailable, using the decoding loop: %s", e)
+            return None
+        return decoder
+
+    def _special_ids(self) -> tuple[int, list[int], int]:
+        """Decoder start, EOS ids (a list) and pad, from the model's generation config and the tokenizer."""
+        gcfg = self.model.generation_config
+        start = gcfg.decoder_start_token_id
+        if start is None:
+            start = self.model.config.decoder_start_token_id
+        eos = gcfg.eos_token_id if gcfg.eos_token_id is not None else self.tokenizer.eos_token_id
+        return (
+            int(start),
+            list(eos) if isinstance(eos, list) else [int(eos)],
+            int(self.tokenizer.pad_token_id),
+        )
 
     def prompts(self, passages: Sequence[Passage], languages: Sequence[str]) -> list[str]:
         """Passage-major prompts: for each passage, one per language (the training prompt template)."""
@@ -252,13 +335,8 @@ class QueryGenerator:
         hidden = hidden.repeat_interleave(n, dim=0)
         enc_mask = mask.repeat_interleave(n, dim=0)
         rows = hidden.shape[0]
-        gcfg = model.generation_config
-        start = gcfg.decoder_start_token_id
-        if start is None:
-            start = model.config.decoder_start_token_id
-        eos = gcfg.eos_token_id if gcfg.eos_token_id is not None else self.tokenizer.eos_token_id
-        eos_ids = torch.tensor(eos if isinstance(eos, list) else [eos], device=device)
-        pad = self.tokenizer.pad_token_id
+        start, eos, pad = self._special_ids()
+        eos_ids = torch.tensor(eos, device=device)
         sampler = CandidateSampler(
             decoding.top_k,
             decoding.top_p,
@@ -271,15 +349,17 @@ class QueryGenerator:
         cur = torch.full((rows, 1), int(start), dtype=torch.long, device=device)
         cache = EncoderDecoderCache(DynamicCache(), DynamicCache())
         enc = BaseModelOutput(last_hidden_state=hidden)
+        # transformers 5 renamed `past_key_values` to `cache` (the old name warns); 4.x knows only the old one
+        cache_arg = "cache" if "cache" in inspect.signature(model.forward).parameters else "past_key_values"
         for step in range(decoding.max_new_tokens):
             o = model(
                 encoder_outputs=enc,
                 attention_mask=enc_mask,
                 decoder_input_ids=cur,
-                past_key_values=cache,
                 use_cache=True,
+                **{cache_arg: cache},
             )
-            cache = o.past_key_values
+            cache = getattr(o, cache_arg)
             nxt = sampler.draw(o.logits[:, -1, :])
             nxt = torch.where(finished, torch.full_like(nxt, pad), nxt)
             out[alive, step] = nxt
@@ -295,6 +375,27 @@ class QueryGenerator:
                 cache.batch_select_indices(keep)
             cur = nxt[:, None]
         return out
+
+    def _sample_static(
+        self, input_ids: torch.Tensor, mask: torch.Tensor, n: int, decoding: DecodingConfig, seed: int
+    ) -> torch.Tensor:
+        """Sampling through :class:`~xqg.generation.static_decode.StaticT5Decoder` (same result layout as
+        :meth:`_sample`), seeded the same way: its own generator from ``seed``."""
+        assert self.static is not None
+        start, eos, pad = self._special_ids()
+        return self.static.sample(
+            input_ids,
+            mask,
+            n,
+            max_new_tokens=decoding.max_new_tokens,
+            top_k=decoding.top_k,
+            top_p=decoding.top_p,
+            temperature=decoding.temperature,
+            start=start,
+            eos=eos,
+            pad=pad,
+            generator=torch.Generator(device=input_ids.device).manual_seed(seed),
+        )
 
     def generate(
         self,
@@ -324,7 +425,9 @@ class QueryGenerator:
             mask = batch["attention_mask"].to(self.device)
             batch_seed = derive_seed(*seed, b)
             with torch.inference_mode(), autocast(self.device, self.precision):
-                if decoding.do_sample and decoding.num_beams == 1:
+                if decoding.do_sample and decoding.num_beams == 1 and self.static is not None:
+                    gen = self._sample_static(input_ids, mask, n, decoding, batch_seed)
+                elif decoding.do_sample and decoding.num_beams == 1:
                     gen = self._sample(input_ids, mask, n, decoding, batch_seed)
                 else:  # beam search / beam sampling: transformers' own implementation
                     torch.manual_seed(batch_seed)
