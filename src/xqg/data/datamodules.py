@@ -8,7 +8,9 @@ or not, under DDP or not) derives the same choice from ``(seed, epoch, index)`` 
   Tevatron does), so successive epochs see different negatives and every negative gets used;
 - too few negatives: fill from random corpus passages when a corpus is given, else sample the query's own
   negatives with replacement (as Tevatron does), else (none at all) take other training queries' positives.
-Batches pad to the longest sequence in the batch (not to the max length).
+Batches pad to the longest sequence in the batch (not to the max length). With translations (the alignment
+objectives of :mod:`xqg.models.alignment_loss`), each item carries its query's English translation too, joined
+by :func:`xqg.data.translations.join_translations` (a query without one is an error).
 """
 
 from __future__ import annotations
@@ -30,6 +32,7 @@ from xqg.data.formats.pairs import read_generator_pairs
 from xqg.data.formats.tevatron import TevatronFile
 from xqg.data.records import GeneratorPair, Passage, TrainExample, passage_text
 from xqg.data.resumable import resumable_loader
+from xqg.data.translations import TranslationTable, join_translations
 
 #: The paper's prompt (Zhuang et al., SIGIR 2023); ``{language}`` is the English language name.
 DEFAULT_PROMPT = "Generate a {language} question for this passage: {title} {passage}"
@@ -84,6 +87,7 @@ class ContrastiveDataset(Dataset):
         train_n_passages: int = 8,
         seed: int = 42,
         corpus: Any = None,
+        translations: Sequence[str] | None = None,
     ) -> None:
         if train_n_passages < 1:
             raise ValueError("train_n_passages must be >= 1")
@@ -93,6 +97,9 @@ class ContrastiveDataset(Dataset):
         self.n = train_n_passages
         self.seed = seed
         self.corpus = corpus
+        if translations is not None and len(translations) != len(self.examples):
+            raise ValueError(f"{len(translations)} translations for {len(self.examples)} examples")
+        self.translations = translations
 
     def __len__(self) -> int:
         return len(self.examples)
@@ -139,35 +146,54 @@ class ContrastiveDataset(Dataset):
             f"query {ex.qid!r} has no negatives and no other passages to sample from; give a corpus or more examples"
         )
 
-    def __getitem__(self, key: int | tuple[int, int]) -> tuple[str, list[str]]:
+    def __getitem__(self, key: int | tuple[int, int]) -> tuple[str, list[str]] | tuple[str, list[str], str]:
+        """``(query, passage texts)``, plus the query's translation when the dataset has translations."""
         index, epoch = key if isinstance(key, tuple) else (key, 0)
         ex, passages = self.group(int(index), int(epoch))
-        return ex.query, [passage_text(p.title, p.text) for p in passages]
+        texts = [passage_text(p.title, p.text) for p in passages]
+        if self.translations is not None:
+            return ex.query, texts, self.translations[int(index)]
+        return ex.query, texts
 
 
 class ContrastiveCollator:
-    """Tokenises a list of (query, passages) into the retriever batch dict (the tokenizer pads to the longest)."""
+    """Tokenises a list of (query, passages[, translation]) into the retriever batch dict (the tokenizer pads to
+    the longest). Translations use ``translation_tokenizer`` (a distillation teacher's own) when given."""
 
-    def __init__(self, tokenizer: Any, q_max_len: int = 32, p_max_len: int = 128) -> None:
+    def __init__(
+        self, tokenizer: Any, q_max_len: int = 32, p_max_len: int = 128, translation_tokenizer: Any = None
+    ) -> None:
         self.tokenizer = tokenizer
         self.q_max_len = q_max_len
         self.p_max_len = p_max_len
+        self.translation_tokenizer = translation_tokenizer if translation_tokenizer is not None else tokenizer
 
-    def __call__(self, items: list[tuple[str, list[str]]]) -> dict[str, torch.Tensor]:
-        queries = [q for q, _ in items]
-        passages = [p for _, ps in items for p in ps]  # query-major: positive of query i at row i * n
+    def __call__(self, items: list[tuple]) -> dict[str, torch.Tensor]:
+        queries = [item[0] for item in items]
+        passages = [p for item in items for p in item[1]]  # query-major: positive of query i at row i * n
         q = self.tokenizer(
             queries, padding="longest", truncation=True, max_length=self.q_max_len, return_tensors="pt"
         )
         p = self.tokenizer(
             passages, padding="longest", truncation=True, max_length=self.p_max_len, return_tensors="pt"
         )
-        return {
+        batch = {
             "query_input_ids": q["input_ids"],
             "query_attention_mask": q["attention_mask"],
             "passage_input_ids": p["input_ids"],
             "passage_attention_mask": p["attention_mask"],
         }
+        if items and len(items[0]) == 3:
+            t = self.translation_tokenizer(
+                [item[2] for item in items],
+                padding="longest",
+                truncation=True,
+                max_length=self.q_max_len,
+                return_tensors="pt",
+            )
+            batch["translation_input_ids"] = t["input_ids"]
+            batch["translation_attention_mask"] = t["attention_mask"]
+        return batch
 
 
 class _Concat(Sequence[TrainExample]):
@@ -225,6 +251,9 @@ class ContrastiveDataModule(pl.LightningDataModule):
         corpus: Any = None,
         drop_last: bool = False,
         max_examples: int | None = None,
+        translations: TranslationTable | None = None,
+        translation_tokenizer: Any = None,
+        translations_field: str = "train.alignment.translations",
     ) -> None:
         super().__init__()
         self.train_source = train_path
@@ -237,7 +266,9 @@ class ContrastiveDataModule(pl.LightningDataModule):
         self.corpus = corpus
         self.drop_last = drop_last
         self.max_examples = max_examples
-        self.collate = ContrastiveCollator(tokenizer, q_max_len, p_max_len)
+        self.translations = translations
+        self.translations_field = translations_field
+        self.collate = ContrastiveCollator(tokenizer, q_max_len, p_max_len, translation_tokenizer)
         self.train_dataset: ContrastiveDataset | None = None
         self.val_dataset: ContrastiveDataset | None = None
 
@@ -246,7 +277,15 @@ class ContrastiveDataModule(pl.LightningDataModule):
             examples = _load_examples(self.train_source)
             if self.max_examples is not None and self.max_examples < len(examples):
                 examples = [examples[i] for i in range(self.max_examples)]
-            self.train_dataset = ContrastiveDataset(examples, self.train_n_passages, self.seed, self.corpus)
+            translations = None
+            if self.translations is not None:
+                path = self.train_source if isinstance(self.train_source, str | Path) else None
+                translations = join_translations(
+                    examples, self.translations, path=path, field=self.translations_field
+                )
+            self.train_dataset = ContrastiveDataset(
+                examples, self.train_n_passages, self.seed, self.corpus, translations
+            )
         if self.val_source is not None and self.val_dataset is None:
             self.val_dataset = ContrastiveDataset(
                 _load_examples(self.val_source), self.train_n_passages, self.seed, self.corpus

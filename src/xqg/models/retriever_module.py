@@ -6,6 +6,10 @@ i = i * n_passages, cross-entropy. Under DDP both queries and passages are gathe
 slice keeps its gradient) so each device sees the global batch's negatives; the loss is multiplied by the world
 size because DDP averages gradients over devices, exactly as the reference does.
 
+With a cross-lingual alignment objective (``alignment_kind``: contrastive or distill, see
+:mod:`xqg.models.alignment_loss`) the batch also holds each query's English translation and the loss is
+``retrieval + alignment_weight * alignment``; distillation's targets come from a frozen ``teacher``.
+
 The dev retrieval check (Recall@k and MRR on a :class:`xqg.data.dev_set.DevSet`, at the start and every few
 epochs) is a callback beside it, :class:`xqg.retrieval.dev_check.DevRetrievalCheck`.
 """
@@ -24,6 +28,12 @@ import torch.nn.functional as F
 from torch import nn
 from transformers import get_linear_schedule_with_warmup
 
+from xqg.models.alignment_loss import (
+    AlignmentConfig,
+    AlignmentOutput,
+    distillation_loss,
+    translation_contrastive_loss,
+)
 from xqg.models.biencoder import BiEncoder
 
 GatherFn = Callable[[torch.Tensor], torch.Tensor]
@@ -114,10 +124,20 @@ class RetrieverModule(pl.LightningModule):
         warmup_steps: int | None = None,
         adam_eps: float = 1e-8,
         gather_across_devices: bool = True,
+        alignment_kind: str = "none",
+        alignment_weight: float = 1.0,
+        alignment_temperature: float = 1.0,
+        teacher: BiEncoder | None = None,
     ) -> None:
         super().__init__()
         self.model = model
-        self.save_hyperparameters(ignore=["model"])
+        self.alignment = AlignmentConfig(alignment_kind, alignment_weight, alignment_temperature)
+        if self.alignment.kind == "distill" and teacher is None:
+            raise ValueError("alignment_kind='distill' needs a frozen teacher model")
+        self.teacher = teacher if self.alignment.kind == "distill" else None
+        if self.teacher is not None:
+            self.teacher.requires_grad_(False)
+        self.save_hyperparameters(ignore=["model", "teacher"])
 
     # -- training -----------------------------------------------------------------------------------------
     def _gather(self) -> tuple[GatherFn | None, int]:
@@ -138,10 +158,35 @@ class RetrieverModule(pl.LightningModule):
             "train/loss", out.ce, on_step=True, on_epoch=True, prog_bar=True, batch_size=bs, sync_dist=sync
         )
         self.log("train/acc", out.accuracy, on_step=True, on_epoch=True, batch_size=bs, sync_dist=sync)
+        loss = out.loss
+        if self.alignment.enabled:
+            align = self.alignment_loss(q, batch, gather, world)
+            loss = loss + self.alignment.weight * align.loss
+            self.log("train/align", align.value, on_step=True, on_epoch=True, batch_size=bs, sync_dist=sync)
+            if align.accuracy is not None:
+                self.log("train/align_acc", align.accuracy, on_epoch=True, batch_size=bs, sync_dist=sync)
         sched = self.lr_schedulers()
         if sched is not None:
             self.log("train/lr", float(sched.get_last_lr()[0]), on_step=True, on_epoch=False, batch_size=bs)
-        return out.loss
+        return loss
+
+    def alignment_loss(
+        self, q: torch.Tensor, batch: dict[str, torch.Tensor], gather: GatherFn | None, world: int
+    ) -> AlignmentOutput:
+        """The alignment objective of the batch's queries ``q`` (already embedded) and their translations."""
+        if "translation_input_ids" not in batch:
+            raise ValueError(f"alignment {self.alignment.kind!r} needs translations in the batch")
+        ids, mask = batch["translation_input_ids"], batch["translation_attention_mask"]
+        if self.alignment.kind == "contrastive":
+            t = self.model.encode_query(ids, mask)
+            return translation_contrastive_loss(
+                q, t, temperature=self.alignment.temperature, gather=gather, world_size=world
+            )
+        assert self.teacher is not None
+        self.teacher.eval()  # Lightning puts every submodule in train mode; the teacher stays deterministic
+        with torch.no_grad():
+            target = self.teacher.encode_query(ids, mask)
+        return distillation_loss(q, target, gather=gather, world_size=world)
 
     def validation_step(self, batch: dict[str, torch.Tensor], batch_idx: int) -> None:
         """Contrastive loss and in-batch accuracy on held-out examples (when the DataModule has a val split):

@@ -33,7 +33,10 @@ TRAIN_TARGETS: tuple[str, ...] = ()
 #: node (``hydra.sweeper.sampler``) is instantiated by the Optuna sweeper plugin, which adds its own
 #: ``optuna.samplers.*`` and ``hydra_plugins.hydra_optuna_sweeper.*`` to this list for that node only (sampler
 #: classes and numeric helpers; nothing there reads, writes or runs anything); it cannot be narrowed from here.
-EVALUATE_TARGETS: tuple[str, ...] = ("xqg.tasks.study_report.StudyReportCallback",)
+EVALUATE_TARGETS: tuple[str, ...] = (
+    "xqg.tasks.study_report.StudyReportCallback",
+    "xqg.tasks.studies.train_callback.TrainStudyCallback",  # the training-side studies' report (conf/study/train_*.yaml)
+)
 
 
 def _lightning(subpackage: str, names: Iterable[str]) -> tuple[str, ...]:
