@@ -99,3 +99,16 @@ def test_tune_and_report_halves_are_disjoint(setup: dict, tmp_path: Path) -> Non
     q_report = set(read_run(tmp_path / "report" / "run.tsv"))
     assert q_tune and q_report and not q_tune & q_report
     assert tune["questions"] + report["questions"] == len(q_tune | q_report)
+
+
+def test_holm_corrects_r_at_kt_and_the_gold_measures_as_one_family(setup: dict, tmp_path: Path) -> None:
+    """metrics.correction=holm adjusts every test of the run's comparison as one family, gold measures included."""
+    _, results = _xqg_run(
+        setup, tmp_path, "augmentation.alpha=0.5", "augmentation.n=2", "metrics.correction=holm"
+    )
+    sig = results["significance"]
+    assert sig["correction"] == "holm" and set(sig["tests"]) == MEASURES
+    tests_count = sum(len(per_t) for per in sig["tests"].values() for per_t in per.values())
+    assert sig["family"] == tests_count
+    adjusted = sig["adjusted"]
+    assert set(adjusted) == MEASURES

@@ -260,26 +260,11 @@ def compare_results(
     """The options' paired tests of ``b`` against ``a``, per language and macro: R@kt and the measures both carry
     (qrels/gold measures), corrected together as one family when the options ask for a correction."""
     o = options
-    comp = compare(
-        a,
-        b,
-        tests=o.tests,
-        permutations=o.permutations,
-        seed=o.seed,
-        level=o.level,
-        name_a=name_a,
-        name_b=name_b,
+    tests = dict(
+        tests=o.tests, permutations=o.permutations, seed=o.seed, level=o.level, name_a=name_a, name_b=name_b
     )
-    measured = compare_measures(
-        a,
-        b,
-        tests=o.tests,
-        permutations=o.permutations,
-        seed=o.seed,
-        level=o.level,
-        name_a=name_a,
-        name_b=name_b,
-    )
+    comp = compare(a, b, **tests)
+    measured = compare_measures(a, b, **tests)
     if measured is not None:
         comp.tests.update(measured.tests)
         comp.notes += [n for n in measured.notes if n not in comp.notes]

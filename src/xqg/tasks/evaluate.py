@@ -28,7 +28,7 @@ from xqg.data.formats.qrels import Qrels, read_qrels
 from xqg.data.formats.runs import Run, write_run
 from xqg.data.formats.xor import read_xor_questions
 from xqg.data.records import Question
-from xqg.evaluation.gold_measures import GoldOptions, compare_measures, with_gold
+from xqg.evaluation.gold_measures import GoldOptions, with_gold
 from xqg.evaluation.result import EvalResult
 from xqg.evaluation.score_files import compare_results, score_ranked
 from xqg.evaluation.splits import split_questions
@@ -241,19 +241,8 @@ def run(settings: EvaluateSettings) -> float | list[float] | None:
         result = _gold(
             inputs, ranked, score_ranked(inputs.questions, ranked, inputs.corpus, scoring), gold_opts
         )
+        # R@kt and the gold measures, tested (and corrected, if asked) as one family
         comparison = compare_results(baseline, result, scoring, BASELINE, xqg_name(settings))
-        gold = compare_measures(
-            baseline,
-            result,
-            tests=scoring.tests,
-            permutations=scoring.permutations,
-            seed=scoring.seed,
-            level=scoring.level,
-            name_a=BASELINE,
-            name_b=xqg_name(settings),
-        )
-        if gold is not None:
-            comparison.tests.update(gold.tests)
         extra["artifacts_xqg"] = {"query_sums": xqg.query_sums}
         if xqg.generated is not None:
             extra["generator_quality"] = write_quality(settings, xqg.generated, inputs, out_dir)
