@@ -157,7 +157,7 @@ def generated_quality(
 ) -> dict[str, Any]:
     """The store's quality (:func:`xqg.generation.quality.query_quality`) over its first
     ``generator.quality_passages`` passages (``sample``) and over the gold passages of ``questions`` where the
-    data has qrels (``gold``: where xQG can move R@kt); logged, and cached beside the store (kind
+    data has qrels (``gold``: where xQG can move R@kt); logged once when measured, and cached beside the store (kind
     ``generated_quality``, fingerprinted on the store, the corpus, the questions and the world's phrasings)."""
     g, cache = settings.generator, settings.paths.cache_dir
     data = settings.data.bundle(cache)
@@ -181,12 +181,13 @@ def generated_quality(
         inputs=inputs,
         code_version=QUALITY_CODE_VERSION,
     )
+    # measured and logged by the run that built it; every later sweep trial only reads it
     if complete_or_claim(art):
-        out = dict(art.manifest().extra["quality"])
-    else:
-        out = _measure(settings, data, store, corpus, questions, eval_texts, matcher, label)
-        with staged_artifact(art) as staging:
-            staging.finalize(counts=dict(out["passages"]), extra={"quality": out})
+        log.info("%s quality: reusing %s (generator_quality.md in the run folder)", label, art.path)
+        return dict(art.manifest().extra["quality"])
+    out = _measure(settings, data, store, corpus, questions, eval_texts, matcher, label)
+    with staged_artifact(art) as staging:
+        staging.finalize(counts=dict(out["passages"]), extra={"quality": out})
     for part in ("sample", "gold"):
         for line in summary_lines(out.get(part, {}), f"{label} ({part} passages)"):
             log.info("%s", line)
