@@ -3,6 +3,7 @@ keep input order, and a failure in the worker reaches the caller."""
 
 from __future__ import annotations
 
+import itertools
 import random
 import threading
 
@@ -123,3 +124,29 @@ def test_pad_batch_is_the_tokenizers_right_padding(setup: tuple) -> None:
         got_ids, got_mask = pad_batch(group, tok.pad_token_id)
         assert torch.equal(got_ids, want["input_ids"].long())
         assert torch.equal(got_mask, want["attention_mask"].long())
+
+
+def test_window_bounds_ramp_up_and_cover_every_text_once() -> None:
+    assert encode.window_bounds(10, 4) == [(0, 4), (4, 8), (8, 10)]
+    assert encode.window_bounds(40, 16, first=2) == [(0, 2), (2, 6), (6, 14), (14, 30), (30, 40)]
+    assert encode.window_bounds(3, 16, first=8) == [(0, 3)]
+    assert encode.window_bounds(0, 16, first=2) == []
+    bounds = encode.window_bounds(100_003, 16_384, first=2048)
+    assert bounds[0] == (0, 2048) and bounds[-1][1] == 100_003
+    assert all(a[1] == b[0] for a, b in itertools.pairwise(bounds))
+    assert max(b - a for a, b in bounds) == 16_384
+
+
+def test_growing_windows_keep_input_order(setup: tuple) -> None:
+    """The GPU's schedule (a small first window, doubling) run on the CPU: every row lands in its place."""
+    model, tok, texts = setup
+    whole = encode_texts(model, tok, texts, "passage", max_len=64, batch_size=8, device="cpu")
+    got = encode_texts(
+        model, tok, texts, "passage", max_len=64, batch_size=8, device="cpu", window=64, first_window=5
+    )
+    np.testing.assert_allclose(got, whole, rtol=1e-5, atol=1e-5)
+    batches = list(encode.prepare_batches(tok, texts, 64, 8, 64, False, 1, 5))
+    assert sorted(w for w in {b.window for b in batches}) == encode.window_bounds(len(texts), 64, 5)
+    rows = np.concatenate([b.rows for b in batches])
+    assert sorted(rows.tolist()) == list(range(len(texts)))
+    assert all(b.window[0] <= r < b.window[1] for b in batches for r in b.rows)

@@ -13,6 +13,7 @@ from transformers import MT5Config, MT5ForConditionalGeneration, T5Config, T5For
 
 from helpers.tiny import one_torch_thread
 from xqg.core.errors import XqgInputError
+from xqg.generation import static_decode
 from xqg.generation.sampling import (
     DecodingConfig,
     QueryGenerator,
@@ -25,6 +26,7 @@ from xqg.generation.static_decode import (
     SAMPLER_VERSION,
     StaticT5Decoder,
     _Shape,
+    chunked_topk,
     static_prompt_bytes,
     supports,
 )
@@ -116,3 +118,36 @@ def test_static_memory_estimate_allows_larger_batches() -> None:
     cpu = torch.device("cpu")
     sizes = [auto_batch_size(mt5_base, cpu, 5, 128, 32, memory=m * 2**30, static=True) for m in (80, 141)]
     assert sizes == [2048, 2048]
+
+
+@pytest.mark.parametrize("width", [5, 999, 4096, 10_007])
+@pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16])
+def test_chunked_topk_gives_the_top_k_values(width: int, dtype: torch.dtype) -> None:
+    """The same values as ``torch.topk`` (a whole slice, a tail past the last slice, fewer slices than k, ties)."""
+    g = torch.Generator().manual_seed(width)
+    for logits in (torch.randn(7, width, generator=g), torch.randint(0, 4, (7, width), generator=g).float()):
+        logits = logits.to(dtype)
+        want = logits.topk(min(10, width), dim=-1).values
+        values, index = chunked_topk(logits, 10, chunk=64)
+        assert torch.equal(values, want)
+        assert torch.equal(logits.gather(-1, index), values)  # the indices point at those values
+        assert all(len(set(row)) == len(row) for row in index.tolist())  # each position once
+
+
+@pytest.mark.parametrize("fused", [False, True])
+def test_attention_kernels_and_topk_paths_agree(
+    tokenizer: Any, fused: bool, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Fused (``scaled_dot_product_attention``) and written-out attention compute the model's logits, and the
+    chunked top-k draws what ``torch.topk`` draws (a vocabulary wide enough for several chunks)."""
+    monkeypatch.setattr(static_decode, "FUSED_ATTENTION", fused)
+    monkeypatch.setattr(static_decode, "TOPK_CHUNK", 16)  # 300 tokens: 18 slices and a tail
+    model = _model(tokenizer, True)
+    sample = DecodingConfig(top_k=10, max_new_tokens=6)
+    draws = []
+    for topk_from in (None, 0):
+        monkeypatch.setattr(static_decode, "CHUNKED_TOPK_FROM", topk_from)
+        static = QueryGenerator.from_model(model, tokenizer, device="cpu", sampler="static")
+        assert static.static is not None and static.static.check(0) < 1e-5
+        draws.append(static.generate(PROMPTS, 2, sample, batch_size=4, seed=(5,)))
+    assert draws[0] == draws[1]

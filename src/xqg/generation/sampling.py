@@ -146,7 +146,7 @@ def resolve_batch_size(
     source_len: int | None,
     new_tokens: int,
     *,
-    sampler: str = "loop",
+    sampler: str = "auto",
     precision: str = "auto",
 ) -> int:
     """``batch_size`` when set, else :func:`auto_batch_size` from the checkpoint's config (read without the

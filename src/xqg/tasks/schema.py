@@ -247,9 +247,9 @@ class GeneratorSettings:
     store_format: str = "parquet"
     device: str = "auto"
     precision: str = "auto"
-    # loop: the sampling loop (measured); static: the static-cache / CUDA-graph T5 decoder (xqg.generation.static_decode,
-    # tested on CPU against transformers, not yet measured on a GPU); auto: static on a bf16/fp32 GPU, else loop
-    sampler: str = "loop"
+    # auto: the static-cache / CUDA-graph T5 decoder (xqg.generation.static_decode) on a bf16/fp32 GPU, else the
+    # sampling loop (the CPU's text is unchanged); loop or static: that one on any device
+    sampler: str = "auto"
     seed: int = 42
     shard: GenerationShardSettings = field(default_factory=GenerationShardSettings)
     queries_source: Any = (
