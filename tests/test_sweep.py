@@ -271,6 +271,26 @@ def test_trial_attrs_land_on_the_running_trial(tmp_path: Path) -> None:
     assert trial_attrs({"metrics": {}}) == {}
 
 
+def test_user_attrs_in_one_transaction_equal_the_per_key_writes(tmp_path: Path) -> None:
+    """The RDB fast path (one transaction) and the public per-key path (here: in-memory storage) store the same
+    values, overwrite the same way, and refuse a finished trial alike."""
+    from xqg.tasks.trial_attrs import set_user_attrs
+
+    optuna.logging.set_verbosity(optuna.logging.WARNING)
+    attrs = {"R@2kt/ar": 40.0, "markers/R@2kt/ar": "↓†", "run_dir": "/x", "n": 3, "list": [1, 2]}
+    got = []
+    for storage in (f"sqlite:///{tmp_path}/o.db", optuna.storages.InMemoryStorage()):
+        study = optuna.create_study(study_name="s", storage=storage)
+        t = study.ask()
+        set_user_attrs(study, t._trial_id, {**attrs, "R@2kt/ar": 1.0})
+        set_user_attrs(study, t._trial_id, attrs)  # the second write wins
+        got.append(study.trials[0].user_attrs)
+        study.tell(t, 1.0)
+        with pytest.raises(optuna.exceptions.UpdateFinishedTrialError):
+            set_user_attrs(study, t._trial_id, attrs)
+    assert got[0] == got[1] == attrs
+
+
 def test_sweep_configs_compose_with_evaluate() -> None:
     from omegaconf import OmegaConf
 

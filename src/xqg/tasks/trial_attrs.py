@@ -98,7 +98,30 @@ def record_trial(
     if trial is None:
         log.warning("no running Optuna trial matches %s; its metrics stay in %s only", run_dir, path)
         return None
-    attrs = trial_attrs(json.loads(path.read_text()), run_dir)
-    for key, value in attrs.items():
-        study._storage.set_trial_user_attr(trial._trial_id, key, value)
+    set_user_attrs(study, trial._trial_id, trial_attrs(json.loads(path.read_text()), run_dir))
     return trial.number
+
+
+def set_user_attrs(study: optuna.Study, trial_id: int, attrs: Mapping[str, Any]) -> None:
+    """Write ``attrs`` onto a trial: in one transaction where the storage is Optuna's RDB storage (its own
+    per-attribute write commits each of a trial's ~125 attributes: 0.98 s a trial on SQLite here, 0.27 s as one
+    transaction; Optuna's cache in front of it passes these writes straight through, as here), else one
+    ``set_trial_user_attr`` per key."""
+    storage = study._storage
+    backend = getattr(storage, "_backend", storage)
+    try:
+        from optuna.storages._rdb import models
+        from optuna.storages._rdb.storage import RDBStorage, _create_scoped_session
+
+        batch = isinstance(backend, RDBStorage) and hasattr(backend, "_set_trial_attr_without_commit")
+    except ImportError:  # another Optuna layout: the public path below
+        batch = False
+    if not batch:
+        for key, value in attrs.items():
+            storage.set_trial_user_attr(trial_id, key, value)
+        return
+    with _create_scoped_session(backend.scoped_session, True) as session:
+        for key, value in attrs.items():
+            backend._set_trial_attr_without_commit(
+                session, models.TrialUserAttributeModel, trial_id, key, value
+            )

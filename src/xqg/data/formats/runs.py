@@ -150,21 +150,29 @@ def write_run(
     with atomic_path(p) as tmp:
         raw: IO[bytes] = gzip.open(tmp, "wb") if p.name.endswith(".gz") else open(tmp, "wb")  # type: ignore[assignment]
         with raw, io.TextIOWrapper(raw, encoding="utf-8", newline="\n") as f:
+            checked: set[str] = set()  # ids already found free of whitespace (a docid recurs across queries)
+
+            def check(name: str, value: str) -> None:
+                if value not in checked:
+                    if not value or any(c.isspace() for c in value):
+                        raise XqgInputError(f"{name} {value!r} is empty or contains whitespace", field=name)
+                    checked.add(value)
+
             for qid, docs in run.items():
+                check("qid", qid)
+                lines = []
                 for rank, (docid, score) in enumerate(docs, start=1):
-                    for name, value in (("qid", qid), ("docid", docid)):
-                        if not value or any(c.isspace() for c in value):
-                            raise XqgInputError(
-                                f"{name} {value!r} is empty or contains whitespace", field=name
-                            )
-                    s = repr(float(score))
-                    if not math.isfinite(float(score)):
+                    check("docid", docid)
+                    value = float(score)
+                    s = repr(value)
+                    if not math.isfinite(value):
                         raise XqgInputError(
                             f"score of {docid!r} for query {qid!r} is not finite ({s})", field="score"
                         )
                     if fmt == "tevatron":
-                        f.write(f"{qid}\t{docid}\t{s}\n")
+                        lines.append(f"{qid}\t{docid}\t{s}\n")
                     else:
-                        f.write(f"{qid} Q0 {docid} {rank} {s} {tag}\n")
-                    n += 1
+                        lines.append(f"{qid} Q0 {docid} {rank} {s} {tag}\n")
+                f.write("".join(lines))
+                n += len(lines)
     return n
