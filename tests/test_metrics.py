@@ -407,6 +407,32 @@ def test_token_cache_compaction_keeps_every_entry(tmp_path, monkeypatch):
     assert other.path != tc.path and not other.index
 
 
+def test_the_open_token_cache_is_shared_kept_current_and_exact(tmp_path, monkeypatch):
+    """``TokenCache.open``: one instance per cache in a process; what another instance (process) writes or
+    compacts is seen on the next open; fetched tokens are served from memory and equal what disk holds; a
+    better (longer) entry replaces the memorised one."""
+    monkeypatch.setattr(TokenCache, "_open", {})
+    mine = TokenCache.open(tmp_path / "tokens", "fp")
+    assert TokenCache.open(tmp_path / "tokens", "fp") is mine
+    mine.add({"d0": tokenize_text("One two three four.", 2)})
+    other = TokenCache(tmp_path / "tokens", "fp")  # another process
+    other.add({"d1": tokenize_text("Five six.", 5000), "d0": tokenize_text("One two three four.", 5000)})
+    assert "d1" not in mine.index
+    again = TokenCache.open(tmp_path / "tokens", "fp")
+    assert again is mine and mine.fetch(["d1"])["d1"].joined == "Five six ."
+    assert mine.fetch(["d0"])["d0"] == other.fetch(["d0"])["d0"] and mine.entry_counts("d0")[0] == 5
+    reads = []
+    real_read = mine._read
+    monkeypatch.setattr(mine, "_read", lambda ds: reads.append(list(ds)) or real_read(ds))
+    assert mine.fetch(["d0", "d1"])["d1"].joined == "Five six ." and reads == []  # from memory
+    monkeypatch.setattr(TokenCache, "MAX_PARTS", 1)
+    other.add({"d2": tokenize_text("Seven.", 5000)})  # compacts: the parts mine read are gone
+    fresh = TokenCache.open(tmp_path / "tokens", "fp")
+    assert fresh is mine and len(list(mine.path.glob("part-*"))) == 1
+    got = mine.fetch(["d2", "d1", "d0"])
+    assert got["d2"].joined == "Seven ." and got["d1"].joined == "Five six ." and reads == [["d2"]]
+
+
 def test_run_with_unknown_docids_is_an_error(tiny_run_world, tmp_path):
     qs, corpus, _run_path, run, _preds = tiny_run_world
     bad = dict(run)

@@ -25,6 +25,7 @@ def cache(monkeypatch: pytest.MonkeyPatch) -> ResidentCache:
     fresh = ResidentCache(host_bytes=64 << 20)
     monkeypatch.setattr(resident, "CACHE", fresh)
     monkeypatch.setattr("xqg.retrieval.torch_search.CACHE", fresh)
+    monkeypatch.setattr("xqg.retrieval.fused_scores.CACHE", fresh)
     return fresh
 
 
@@ -61,17 +62,24 @@ def test_a_second_search_reuses_blocks_and_sums(
     reads = _counting(monkeypatch, passages, "iter_chunks")
     sum_reads = _counting(monkeypatch, sums, "sum_rows")
     t = FusionTransform(sums, Fusion(0.3, 2))
-    first = search(q, passages, 20, transform=t, chunk_rows=100, backend=TORCH)
+    first = search(q, passages, 20, transform=t, chunk_rows=100, backend=TORCH, reuse_scores=False)
     assert (len(reads), len(sum_reads), cache.misses, cache.hits) == (1, 5, 10, 0)  # 5 blocks
     again = search(
-        q, passages, 20, transform=FusionTransform(sums, Fusion(0.5, 2)), chunk_rows=100, backend=TORCH
+        q,
+        passages,
+        20,
+        transform=FusionTransform(sums, Fusion(0.5, 2)),
+        chunk_rows=100,
+        backend=TORCH,
+        reuse_scores=False,
     )
     assert (len(reads), len(sum_reads), cache.hits) == (1, 5, 10)  # nothing read again
     plain = search(q, passages.load(), 20, ids=[f"doc{i}" for i in range(n)], transform=t, backend=TORCH)
     np.testing.assert_array_equal(first.docids, plain.docids)  # the cache does not change results
     np.testing.assert_array_equal(first.scores, plain.scores)
     assert not np.array_equal(first.scores, again.scores)
-    search(q, passages, 20, transform=FusionTransform(sums, Fusion(0.3, 3)), chunk_rows=100, backend=TORCH)
+    t3 = FusionTransform(sums, Fusion(0.3, 3))
+    search(q, passages, 20, transform=t3, chunk_rows=100, backend=TORCH, reuse_scores=False)
     assert (len(reads), len(sum_reads)) == (1, 11)  # +1 for the matrix search's one block; another n: 5
 
 

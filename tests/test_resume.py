@@ -78,7 +78,7 @@ KILLS = [
     ("xqg.models.generator_module:GeneratorModule.training_step", 5),  # after the checkpoint at step 4
     ("xqg.generation.generate:finish_shard", 1),  # generation, second shard
     ("xqg.retrieval.query_sums_build:_write_shard", 1),  # query sums, second shard
-    ("xqg.retrieval.fusion:fuse", 1),  # the xQG search, second chunk
+    ("xqg.retrieval.fused_scores:_sum_scores", 1),  # the xQG search (kept scores on the CPU), second block
 ]
 IGNORED = {"manifest.json", "spec.json", "file_fingerprints.json"}  # timestamps; a per-user memo
 IGNORED_DIRS = {"logs", "lightning", "csv"}

@@ -245,8 +245,8 @@ def test_evaluate_with_the_torch_backend_matches_faiss(
     from xqg.tasks import evaluate as pipeline
 
     torch_searches: list[int] = []
-    real = index._torch_search
-    monkeypatch.setattr(index, "_torch_search", lambda *a: torch_searches.append(1) or real(*a))
+    real = index._ranked
+    monkeypatch.setattr(index, "_ranked", lambda *a: torch_searches.append(1) or real(*a))
 
     cache = tmp_path / "cache"
     base = _compose(cache, tmp_path / "base", "retrieval.depth=20", "data.world.n_entities=40")
@@ -261,15 +261,16 @@ def test_evaluate_with_the_torch_backend_matches_faiss(
                 + "\n"
             )
     runs = {}
-    for backend in ("torch", "faiss"):
+    for backend, reuse in (("torch", False), ("faiss", False), ("faiss", True)):
         shutil.rmtree(cache / "runs", ignore_errors=True)  # search again, not from the cached run
-        out = tmp_path / backend
+        out = tmp_path / f"{backend}-{reuse}"
         cfg = _compose(
             cache,
             out,
             "retrieval.depth=20",
             "data.world.n_entities=40",
             f"retrieval.backend={backend}",
+            f"retrieval.reuse_scores={reuse}",
             "augmentation=xqg",
             "augmentation.alpha=0.2",
             f"generator.queries_source={released}",
@@ -277,9 +278,24 @@ def test_evaluate_with_the_torch_backend_matches_faiss(
             "augmentation.n=2",
         )
         value = pipeline.run(cfg)
-        runs[backend] = (value, read_run(out / "run.tsv"), json.loads((out / "results.json").read_text()))
-        assert len(torch_searches) == 2  # baseline + fused with torch; faiss adds none
-    (v_t, run_t, res_t), (v_f, run_f, res_f) = runs["torch"], runs["faiss"]
+        runs[backend, reuse] = (
+            value,
+            read_run(out / "run.tsv"),
+            json.loads((out / "results.json").read_text()),
+        )
+        # baseline + fused with torch; faiss adds none; kept score matrices (on either backend) add the fused one
+        assert (
+            len(torch_searches)
+            == {("torch", False): 2, ("faiss", False): 2, ("faiss", True): 3}[backend, reuse]
+        )
+    for other in (("torch", False), ("faiss", True)):
+        _same_runs(runs[other], runs["faiss", False])
+
+
+def _same_runs(ours: tuple, faiss: tuple) -> None:
+    """Scores within rounding, the same docids wherever a score is not within rounding of a neighbour's, and
+    the same metrics."""
+    (v_t, run_t, res_t), (v_f, run_f, res_f) = ours, faiss
     assert run_t.keys() == run_f.keys() and len(run_t) > 10
     for qid, ranked in run_f.items():
         got = run_t[qid]

@@ -296,7 +296,7 @@ def score_run(
     t_read = time.perf_counter()
 
     tokens_root = _tokens_root(store, cache_dir, token_cache_dir)
-    cache = TokenCache(tokens_root, store.fingerprint) if tokens_root is not None else None
+    cache = TokenCache.open(tokens_root, store.fingerprint) if tokens_root is not None else None
 
     # every docid of the run must be in the corpus (those the cache has seen are known to be)
     all_docids: set[Any] = set()

@@ -25,6 +25,8 @@ import torch
 from tqdm.auto import tqdm
 
 from xqg.core.errors import XqgInputError
+from xqg.retrieval import fused_scores
+from xqg.retrieval.fusion import FusionTransform
 from xqg.retrieval.resident import resident_blocks
 from xqg.retrieval.torch_search import SearchBackend, TopK, resolve_backend, search_blocks
 
@@ -133,13 +135,16 @@ def search(
     chunk_rows: int = DEFAULT_CHUNK_ROWS,
     device: str = "auto",
     backend: str | SearchBackend = "auto",
+    reuse_scores: bool = True,
 ) -> SearchResult:
     """Exact top-``depth`` inner-product search of ``queries`` (``(Q, dim)``) over ``source``.
 
     ``source`` is an embedding store (anything with ``iter_chunks``) or an in-memory ``(N, dim)`` matrix with its
     docids in ``ids`` (row numbers as strings when omitted). ``depth`` is capped at the corpus size. ``backend``:
     ``auto | torch | faiss`` (:func:`~xqg.retrieval.torch_search.resolve_backend` with ``device``) or a resolved
-    :class:`~xqg.retrieval.torch_search.SearchBackend`.
+    :class:`~xqg.retrieval.torch_search.SearchBackend`. ``reuse_scores``: on the CPU, an xQG-fused search over a
+    store combines score matrices kept from earlier searches in this process (:mod:`xqg.retrieval.fused_scores`:
+    a sweep's later trials do no matmul) when they fit the memory budget.
     """
     if depth <= 0:
         raise XqgInputError(f"must be positive, got {depth}", field="depth")
@@ -161,12 +166,28 @@ def search(
         raise XqgInputError("the corpus to search is empty")
     how = backend if isinstance(backend, SearchBackend) else resolve_backend(backend, device)
     if not isinstance(source, np.ndarray):
+        if (
+            reuse_scores
+            and isinstance(transform, FusionTransform)
+            and _on_cpu(how, device)
+            and fused_scores.applies(q, source, transform, torch.device("cpu"))
+        ):
+            log.info(
+                "exact inner-product search on CPU from kept score matrices (fusion is linear), depth %d", k
+            )
+            store = source
+            return _ranked(
+                total, lambda on_block: fused_scores.search(q, store, k, transform, chunk_rows, on_block)
+            )
         if how.name == "torch" and hasattr(source, "fingerprint") and hasattr(source, "shards"):
             chunks = resident_blocks(source, chunk_rows, torch.device(how.device))  # kept for the next search
         else:
             chunks = source.iter_chunks(chunk_rows)
     if how.name == "torch":
-        return _torch_search(q, chunks, total, k, how, transform)
+        log.info("exact inner-product search with torch on %s (%s), depth %d", how.device, how.dtype, k)
+        return _ranked(
+            total, lambda on_block: search_blocks(q, chunks, k, how, transform=transform, on_block=on_block)
+        )
     index: _FlatIP | None = None
     best: tuple[np.ndarray, np.ndarray, np.ndarray] | None = None
     with tqdm(disable=None, total=total, unit="psg", unit_scale=True, desc="search") as bar:
@@ -191,17 +212,18 @@ def search(
     return SearchResult(scores=scores, rows=rows, docids=docids)
 
 
-def _torch_search(
-    q: np.ndarray,
-    chunks: Iterator[tuple[int, list[str], np.ndarray]],
+def _on_cpu(how: SearchBackend, device: str) -> bool:
+    if how.name == "faiss":
+        return _gpu_for(device) is None
+    return torch.device(how.device).type == "cpu"
+
+
+def _ranked(
     total: int,
-    k: int,
-    how: SearchBackend,
-    transform: Transform | None,
+    run: Callable[[Callable[[int, Sequence[str], TopK], None]], tuple[np.ndarray, np.ndarray]],
 ) -> SearchResult:
-    """The torch backend over the same blocks. Docids are kept only for rows in the running top-k (after each
-    block), so memory never holds the corpus's docids."""
-    log.info("exact inner-product search with torch on %s (%s), depth %d", how.device, how.dtype, k)
+    """A torch search (``run(on_block)`` returning ``(scores, rows)``) with its docids. Docids are kept only for
+    rows in the running top-k (after each block), so memory never holds the corpus's docids."""
     names: dict[int, str] = {}
 
     with tqdm(disable=None, total=total, unit="psg", unit_scale=True, desc="search") as bar:
@@ -216,6 +238,6 @@ def _torch_search(
             names.update(kept)
             bar.update(len(block_ids))
 
-        scores, rows = search_blocks(q, chunks, k, how, transform=transform, on_block=keep_names)
+        scores, rows = run(keep_names)
     docids = np.array([names[int(r)] for r in rows.ravel()], dtype=object).reshape(rows.shape)
     return SearchResult(scores=scores, rows=rows, docids=docids)

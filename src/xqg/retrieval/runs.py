@@ -35,6 +35,7 @@ def search_questions(
     chunk_rows: int = 262_144,
     device: str = "auto",
     backend: str | SearchBackend = "auto",
+    reuse_scores: bool = True,
 ) -> Run:
     """Exact top-``depth`` search for the questions ``qids`` (a subset of the query store, in store order)."""
     all_ids = list(queries.ids)
@@ -51,6 +52,7 @@ def search_questions(
         chunk_rows=chunk_rows,
         device=device,
         backend=backend,
+        reuse_scores=reuse_scores,
     )
     return result.to_run([all_ids[i] for i in rows])
 
@@ -68,11 +70,13 @@ def cached_search(
     chunk_rows: int = 262_144,
     device: str = "auto",
     backend: str | SearchBackend = "auto",
+    reuse_scores: bool = True,
 ) -> Run:
     """:func:`search_questions`, reused from ``<cache>/runs/<fp>/`` when the same search was run before.
     ``fusion`` (the fusion setting's JSON, None for the baseline) and ``extra_inputs`` (e.g. the query sums'
     fingerprint) must identify what ``transform`` does. A half-precision torch backend adds its
-    ``run_key`` to the fingerprint; fp32 backends (faiss, torch on the CPU) share one run."""
+    ``run_key`` to the fingerprint; fp32 backends (faiss, torch on the CPU, kept score matrices with
+    ``reuse_scores``) share one run."""
     how = backend if isinstance(backend, SearchBackend) else resolve_backend(backend, device)
     config = {
         "depth": int(depth),
@@ -97,7 +101,15 @@ def cached_search(
         log.info("reusing cached run %s", path)
         return read_run(path)
     ranked = search_questions(
-        queries, qids, passages, depth, transform=transform, chunk_rows=chunk_rows, device=device, backend=how
+        queries,
+        qids,
+        passages,
+        depth,
+        transform=transform,
+        chunk_rows=chunk_rows,
+        device=device,
+        backend=how,
+        reuse_scores=reuse_scores,
     )
     art.begin()
     write_run(path, ranked, fmt="tevatron")

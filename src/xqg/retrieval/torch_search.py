@@ -153,10 +153,18 @@ class TopK:
         for a in range(0, self.q.shape[0], step):
             v, i = block_topk(inner_products(self.q[a : a + step], block), self.k)
             vals.append(v)
-            rows.append(i + int(offset))
-        merged = _order(
-            torch.cat([self.scores, torch.cat(vals)], 1), torch.cat([self.rows, torch.cat(rows)], 1)
-        )
+            rows.append(i)
+        self._merge(offset, torch.cat(vals), torch.cat(rows))
+
+    def add_chunks(self, offset: int, chunks: Iterable[torch.Tensor]) -> None:
+        """Merge the top-k of a block's float32 scores (corpus rows ``offset..``), given as consecutive row
+        chunks ``(q, rows)`` of the ``(Q, rows)`` matrix, in query order."""
+        tops = [block_topk(c, self.k) for c in chunks if c.shape[1]]
+        if tops:
+            self._merge(offset, torch.cat([v for v, _ in tops]), torch.cat([i for _, i in tops]))
+
+    def _merge(self, offset: int, vals: torch.Tensor, rows: torch.Tensor) -> None:
+        merged = _order(torch.cat([self.scores, vals], 1), torch.cat([self.rows, rows + int(offset)], 1))
         self.scores, self.rows = merged[0][:, : self.k], merged[1][:, : self.k]
 
     def result(self) -> tuple[np.ndarray, np.ndarray]:

@@ -161,6 +161,7 @@ def search(settings: EvaluateSettings, inputs: Inputs, xqg: XqgSearch | None = N
         chunk_rows=r.search_chunk_rows,
         device=r.device,
         backend=r.backend,
+        reuse_scores=r.reuse_scores,
     )
 
 

@@ -309,6 +309,9 @@ class RetrievalSettings:
     chunk_size: int = 20000
     search_chunk_rows: int = 262144
     backend: str = "auto"  # auto | torch | faiss: exact search (auto: torch on a GPU, faiss on the CPU)
+    reuse_scores: bool = (
+        True  # CPU: xQG trials combine kept Q.P and Q.S score matrices (xqg.retrieval.fused_scores)
+    )
     run_formats: list[str] = field(default_factory=lambda: ["tevatron", "trec"])
 
 
