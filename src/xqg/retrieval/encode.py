@@ -6,7 +6,8 @@ run in a worker thread ahead of the model, and embeddings are gathered on the de
 waiting on the host between batches. A fast tokenizer is called through its Rust tokenizer (checked to give the
 same ids), which skips transformers' per-text Python conversion: that conversion held the GIL against the model's
 thread (on an H200, BERT-base passages went from 9,138 to 11,173/s; 11,404/s, 80% of the model alone, with
-vectorised padding; 12,560/s, 88%, once the first window is two batches, :func:`window_bounds`). The sharded embedding store built from it is :mod:`xqg.retrieval.embeddings`.
+vectorised padding; 12,560/s, 88%, once the first window is two batches, :func:`window_bounds`). The sharded
+embedding store built from it is :mod:`xqg.retrieval.embeddings`.
 """
 
 from __future__ import annotations
