@@ -15,6 +15,7 @@ from types import SimpleNamespace
 import optuna
 import pytest
 
+from helpers.config import SMALL_DEV, few_steps
 from xqg.tasks.console import LIGHTNING_INFO, StepProgressBar, log_to_files, quiet_third_party
 
 REPO = Path(__file__).resolve().parents[1]
@@ -70,17 +71,8 @@ MAIN_JOB = [
     "sweep=demo",
     "data.world.n_entities=40",
     "data.world.passages_per_entity=2",
-    "train.epochs=1",
-    "trainer.max_steps=2",
-    "train.batch_size=4",
-    "train.train_n_passages=2",
-    "train.dev.max_queries=8",
-    "train.dev.max_passages=64",
-    "train.dev.batch_size=16",
-    "backbone.p_max_len=64",
-    "generator.train.max_steps=2",
-    "generator.train.batch_size=4",
-    "generator.train.effective_batch_size=4",
+    *few_steps(),
+    *SMALL_DEV,
     "generator.train.val_every_steps=1",
     "generator.num_queries=2",
     "generator.max_source_length=64",

@@ -24,7 +24,7 @@ from transformers import (
 )
 
 from fixtures.make_real_formats import RealFormats, write_real_formats
-from helpers.config import compose_config, settings
+from helpers.config import SMALL_DEV, compose_config, few_steps, settings
 from helpers.paths import REPO
 from helpers.tiny_hf import write_tiny_mbert, write_tiny_mt5, write_tiny_xlmr
 from xqg.core.languages import LANGUAGES
@@ -54,17 +54,8 @@ LANGS = ["ar", "bn", "fi", "ja", "ko", "ru", "te"]
 CPU = [
     "trainer=cpu",
     "logger=csv",
-    "train.epochs=1",
-    "trainer.max_steps=2",
-    "train.batch_size=4",
-    "train.train_n_passages=2",
-    "train.dev.max_queries=8",
-    "train.dev.max_passages=64",
-    "train.dev.batch_size=16",
-    "backbone.p_max_len=64",
-    "generator.train.max_steps=2",
-    "generator.train.batch_size=4",
-    "generator.train.effective_batch_size=4",
+    *few_steps(),
+    *SMALL_DEV,
     "generator.train.val_every_steps=1",
     "generator.train.num_workers=0",
     "generator.max_source_length=64",

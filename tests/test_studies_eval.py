@@ -10,7 +10,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from helpers.config import compose_config, settings
+from helpers.config import compose_config, few_steps, settings
 from xqg.tasks import entrypoints
 from xqg.tasks.studies import common
 
@@ -20,16 +20,9 @@ SMALL = [
     "experiment=demo",
     "data.world.n_entities=40",
     "data.world.passages_per_entity=3",
-    "train.epochs=1",
-    "trainer.max_steps=3",
-    "train.batch_size=4",
-    "train.train_n_passages=2",
+    *few_steps(3),
     "train.dev.source=none",
-    "backbone.p_max_len=64",
     "backbone.tiny.max_tokenizer_texts=2000",  # the tokenizer's fit is the slow part of a tiny run
-    "generator.train.max_steps=3",
-    "generator.train.batch_size=4",
-    "generator.train.effective_batch_size=4",
     "generator.max_source_length=64",
     "generator.num_queries=2",
     "generator.max_target_length=8",

@@ -34,3 +34,22 @@ def compose_config(
 def settings(name: str = "evaluate", *overrides: str, **kwargs: Any) -> Any:
     """The typed settings (:mod:`xqg.tasks.schema`) of :func:`compose_config`'s config."""
     return to_settings(compose_config(name, *overrides, **kwargs))
+
+
+def few_steps(steps: int = 2, p_max_len: int = 64, batch_size: int = 4) -> list[str]:
+    """Overrides that train the retriever and the generator for ``steps`` steps of ``batch_size`` (one epoch,
+    two passages per question, passages cut to ``p_max_len`` tokens): the part every small end-to-end run shares."""
+    return [
+        "train.epochs=1",
+        f"trainer.max_steps={steps}",
+        f"train.batch_size={batch_size}",
+        "train.train_n_passages=2",
+        f"backbone.p_max_len={p_max_len}",
+        f"generator.train.max_steps={steps}",
+        f"generator.train.batch_size={batch_size}",
+        f"generator.train.effective_batch_size={batch_size}",
+    ]
+
+
+#: a small dev check during retriever training (few questions and passages)
+SMALL_DEV = ["train.dev.max_queries=8", "train.dev.max_passages=64", "train.dev.batch_size=16"]

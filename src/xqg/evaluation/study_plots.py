@@ -8,6 +8,7 @@ from __future__ import annotations
 import math
 from collections.abc import Mapping, Sequence
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -19,6 +20,18 @@ def _pyplot():  # type: ignore[no-untyped-def]
     import matplotlib.pyplot as plt
 
     return plt
+
+
+def _finish(plt: Any, fig: Any, unused: Any, title: str, path: str | Path) -> Path:
+    """Hide the grid's unused panels, title the figure, save it to ``path`` and close it."""
+    for ax in unused:
+        ax.axis("off")
+    fig.suptitle(title)
+    fig.tight_layout()
+    path = Path(path)
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+    return path
 
 
 def heatmaps(
@@ -61,14 +74,7 @@ def heatmaps(
                         color="black" if m[i, j] > mid else "white",
                     )
         fig.colorbar(im, ax=ax, fraction=0.04)
-    for ax in axes[n:]:
-        ax.axis("off")
-    fig.suptitle(title)
-    fig.tight_layout()
-    path = Path(path)
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
-    return path
+    return _finish(plt, fig, axes[n:], title, path)
 
 
 def grouped_bars(
@@ -102,12 +108,5 @@ def grouped_bars(
         ax.set_title(panel)
         ax.set_ylabel(ylabel)
         ax.grid(axis="y", alpha=0.3)
-    for ax in flat[len(panels) :]:
-        ax.axis("off")
     flat[0].legend(fontsize=7)
-    fig.suptitle(title)
-    fig.tight_layout()
-    path = Path(path)
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
-    return path
+    return _finish(plt, fig, flat[len(panels) :], title, path)

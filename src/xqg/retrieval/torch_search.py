@@ -148,13 +148,10 @@ class TopK:
         n = block.shape[0]
         if n == 0:
             return
-        step = max(1, self.score_bytes // (4 * n))
-        vals, rows = [], []
-        for a in range(0, self.q.shape[0], step):
-            v, i = block_topk(inner_products(self.q[a : a + step], block), self.k)
-            vals.append(v)
-            rows.append(i)
-        self._merge(offset, torch.cat(vals), torch.cat(rows))
+        step = max(1, self.score_bytes // (4 * n))  # queries whose scores fit ``score_bytes``
+        self.add_chunks(
+            offset, (inner_products(self.q[a : a + step], block) for a in range(0, self.q.shape[0], step))
+        )
 
     def add_chunks(self, offset: int, chunks: Iterable[torch.Tensor]) -> None:
         """Merge the top-k of a block's float32 scores (corpus rows ``offset..``), given as consecutive row

@@ -247,9 +247,9 @@ class GeneratorSettings:
     store_format: str = "parquet"
     device: str = "auto"
     precision: str = "auto"
-    # auto: the static-cache / CUDA-graph T5 decoder (xqg.generation.static_decode) on a bf16/fp32 GPU, else the
-    # sampling loop (the CPU's text is unchanged); loop or static: that one on any device
-    sampler: str = "auto"
+    sampler: str = (
+        "auto"  # auto: static decoder on a bf16/fp32 GPU, else the loop (conf/generator/mt5_base.yaml)
+    )
     seed: int = 42
     shard: GenerationShardSettings = field(default_factory=GenerationShardSettings)
     queries_source: Any = (
@@ -309,9 +309,7 @@ class RetrievalSettings:
     chunk_size: int = 20000
     search_chunk_rows: int = 262144
     backend: str = "auto"  # auto | torch | faiss: exact search (auto: torch on a GPU, faiss on the CPU)
-    reuse_scores: bool = (
-        True  # CPU: xQG trials combine kept Q.P and Q.S score matrices (xqg.retrieval.fused_scores)
-    )
+    reuse_scores: bool = True  # CPU: xQG trials combine kept Q.P, Q.S scores (xqg.retrieval.fused_scores)
     run_formats: list[str] = field(default_factory=lambda: ["tevatron", "trec"])
 
 
