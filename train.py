@@ -1,26 +1,28 @@
-"""Train a retriever (xDR) or an xQG generator. Thin Hydra entry; the work lives in ``xqg.tasks``."""
+"""Train a retriever (xDR) or an xQG generator. Thin Hydra entry; the work lives in ``xqg.tasks``.
 
-import hydra
-from omegaconf import DictConfig
-
-from xqg.core.locking import release_every_lock
-from xqg.tasks.entrypoints import train
-from xqg.tasks.schema import register_configs
-from xqg.tasks.targets import TRAIN_TARGETS, check_node_targets, run_entry_point
-
-register_configs()
-
-
-# No version_base: Hydra 1.4 fixes the 1.3+ defaults and warns (Hydra15MigrationWarning) whenever it is passed.
-@hydra.main(config_path="conf", config_name="train")
-def main(cfg: DictConfig) -> float | None:
-    check_node_targets(cfg)  # a refused trainer/callback/logger target: one line, before any work
-    try:
-        return train(cfg)
-    finally:
-        release_every_lock()  # a failed build never keeps other runs waiting (xqg.core.locking)
-
+Everything sits under the ``__main__`` guard: worker processes re-import this file as ``__mp_main__`` and need
+none of it.
+"""
 
 if __name__ == "__main__":
+    import hydra
+    from omegaconf import DictConfig
+
+    from xqg.core.locking import release_every_lock
+    from xqg.tasks.entrypoints import train
+    from xqg.tasks.schema import register_configs
+    from xqg.tasks.targets import TRAIN_TARGETS, check_node_targets, run_entry_point
+
+    register_configs()
+
+    # No version_base: Hydra 1.4 fixes the 1.3+ defaults and warns (Hydra15MigrationWarning) whenever it is passed.
+    @hydra.main(config_path="conf", config_name="train")
+    def main(cfg: DictConfig) -> float | None:
+        check_node_targets(cfg)  # a refused trainer/callback/logger target: one line, before any work
+        try:
+            return train(cfg)
+        finally:
+            release_every_lock()  # a failed build never keeps other runs waiting (xqg.core.locking)
+
     # What a config may name with `_target_` here: see xqg.tasks.targets (named classes only).
     run_entry_point(main, TRAIN_TARGETS)

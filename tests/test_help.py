@@ -61,3 +61,17 @@ def test_train_help_says_what_it_does_with_groups_and_examples() -> None:
     assert out.count("\n  python train.py ") == len(examples("train"))
     assert "--cfg job" in out and "Powered by Hydra" not in out and "$" not in out
     assert len(out.splitlines()) < 70 and not proc.stderr.strip()
+
+
+@pytest.mark.parametrize("name", PROGRAMS)
+def test_worker_processes_import_nothing_from_the_entry_script(name: str) -> None:
+    """multiprocessing's forkserver and spawn workers (the scorer's tokenisers) re-run the main script as
+    ``__mp_main__``; the pipeline's imports there cost about 12 s of the main job."""
+    code = (
+        "import runpy, sys; runpy.run_path(sys.argv[1], run_name='__mp_main__'); "
+        "print(sorted(m for m in ('torch', 'hydra', 'xqg.tasks') if m in sys.modules))"
+    )
+    out = subprocess.run(
+        [sys.executable, "-c", code, str(REPO / f"{name}.py")], capture_output=True, text=True, check=True
+    )
+    assert out.stdout.strip() == "[]"

@@ -18,8 +18,10 @@ from xqg.tasks.tracking import (
     lightning_loggers,
     run_group,
     run_name,
+    save_requirements,
     start_run,
     wandb_node,
+    wandb_settings,
 )
 
 CONFIG = {
@@ -77,7 +79,8 @@ def test_lightning_loggers_write_csv_with_the_config(tmp_path: Path, monkeypatch
     assert wb._wandb_init["name"] == "default-train_retriever"
     assert wb._wandb_init["group"] == "default-train"
     assert wb._wandb_init["settings"].silent is True and "anonymous" not in wb._wandb_init
-    assert "quiet" not in wb._wandb_init
+    assert "quiet" not in wb._wandb_init and "save_requirements" not in wb._wandb_init
+    assert wb._wandb_init["settings"].x_save_requirements is True  # a training run keeps the package list
     assert wb._wandb_init["config"]["trainer"] == {
         "_target_": "pytorch_lightning.Trainer"
     }  # carried, not built
@@ -120,6 +123,17 @@ def test_job_types_names_and_groups() -> None:
     # what the config sets wins (the conf/logger/wandb.yaml default is null: the stage decides)
     mine = init_arguments({**node, "job_type": "mine", "name": "n1", "quiet": False}, stage="evaluate")
     assert (mine["job_type"], mine["name"]) == ("mine", "n1") and "quiet" not in mine
+
+
+def test_sweep_trials_leave_the_package_list_to_their_study_run() -> None:
+    node = _logger()["wandb"]
+    trial = {**node, "group": "xqg-demo-demo-1a2b3c4d"}  # a sweep sets its study's name as the group
+    assert save_requirements(node, "evaluate") and save_requirements(trial, "study")
+    assert save_requirements(trial, "train_retriever") and not save_requirements(trial, "evaluate")
+    assert save_requirements({**trial, "save_requirements": True}, "evaluate")
+    assert not save_requirements({**node, "save_requirements": False}, "train_generator")
+    assert wandb_settings(trial, "evaluate").x_save_requirements is False
+    assert "save_requirements" not in init_arguments(trial, stage="evaluate")
 
 
 def test_the_logger_config_leaves_job_type_to_the_stage() -> None:

@@ -71,11 +71,22 @@ def normalize_lang(code: str) -> str:
     return get_language(code).code
 
 
+#: per language, each character seen: 0 not a letter, 1 a letter of another script, 2 a letter of this script
+_CHAR_CLASS: dict[str, dict[str, int]] = {}
+
+
 def script_share(text: str, code: str) -> float:
-    """Share of the letters in ``text`` that belong to the script of language ``code`` (0 when no letters)."""
-    ranges = get_language(code).ranges
-    letters = [ch for ch in text if ch.isalpha()]
-    if not letters:
-        return 0.0
-    hits = sum(1 for ch in letters if any(lo <= ord(ch) <= hi for lo, hi in ranges))
-    return hits / len(letters)
+    """Share of the letters in ``text`` that belong to the script of language ``code`` (0 when no letters).
+    Each character is classified once per language (generation quality measures every generated query)."""
+    classes = _CHAR_CLASS.setdefault(code, {})
+    letters = hits = 0
+    for ch in text:
+        k = classes.get(ch)
+        if k is None:
+            ranges = get_language(code).ranges
+            k = 0 if not ch.isalpha() else 2 if any(lo <= ord(ch) <= hi for lo, hi in ranges) else 1
+            classes[ch] = k
+        if k:
+            letters += 1
+            hits += k == 2
+    return hits / letters if letters else 0.0

@@ -82,6 +82,8 @@ class ParallelTokenizer:
         if self._pool is None:
             methods = multiprocessing.get_all_start_methods()
             ctx = multiprocessing.get_context("forkserver" if "forkserver" in methods else "spawn")
+            if ctx.get_start_method() == "forkserver":  # the server imports nltk once; its forks inherit it
+                ctx.set_forkserver_preload(["__main__", __name__])
             self._pool = ProcessPoolExecutor(
                 self.workers,
                 mp_context=ctx,

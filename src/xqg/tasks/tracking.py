@@ -42,7 +42,7 @@ from xqg.tasks.targets import LOGGER_TARGETS, refusal_line
 log = logging.getLogger(__name__)
 WANDB = "wandb"
 MODES = ("offline", "online")
-XQG_KEYS = ("quiet",)  # keys of logger.wandb that xqg reads; W&B does not take them
+XQG_KEYS = ("quiet", "save_requirements")  # keys of logger.wandb that xqg reads; W&B does not take them
 TRAIN_GROUP_SUFFIX = "-train"
 SIGTERM_EXIT = 128 + int(signal.SIGTERM)
 
@@ -103,11 +103,25 @@ def init_arguments(node: Mapping[str, Any], *, stage: str, name: str | None = No
     return out
 
 
-def wandb_settings(node: Mapping[str, Any]) -> Any:
-    """``wandb.Settings``: silent unless ``logger.wandb.quiet=false`` (then W&B prints its usual output)."""
+def save_requirements(node: Mapping[str, Any], stage: str) -> bool:
+    """Whether a run stores the installed packages (``requirements.txt``): ``logger.wandb.save_requirements``
+    true/false, or ``auto`` (the default): every run but a sweep's trials (``evaluate`` runs in a study's group),
+    whose study run stores the same list. Listing the packages is most of an offline run's start: 0.28 s of it
+    against 0.08 s without, on 2 CPU cores, for every trial."""
+    value = node.get("save_requirements", "auto")
+    if value in (None, "auto"):
+        return not (stage == "evaluate" and run_group(node, stage))
+    return bool(value)
+
+
+def wandb_settings(node: Mapping[str, Any], stage: str = "") -> Any:
+    """``wandb.Settings``: silent unless ``logger.wandb.quiet=false`` (then W&B prints its usual output), and
+    the package list per :func:`save_requirements`."""
     import wandb
 
-    return wandb.Settings(silent=bool(node.get("quiet", True)))
+    return wandb.Settings(
+        silent=bool(node.get("quiet", True)), x_save_requirements=save_requirements(node, stage)
+    )
 
 
 # -- exit codes -------------------------------------------------------------------------------------------------
@@ -164,7 +178,7 @@ def lightning_loggers(
             wandb = wandb_node(logger)
             if wandb is None:
                 continue
-            settings = wandb_settings(wandb)
+            settings = wandb_settings(wandb, job_type)
             node = {**init_arguments(wandb, stage=job_type), "config": dict(config)}
             Path(str(node.get("save_dir") or run_dir)).mkdir(parents=True, exist_ok=True)
         elif not isinstance(node, Mapping) or "_target_" not in node:
@@ -303,7 +317,7 @@ def start_run(
         tags=list(args.get("tags") or []),
         mode=node["mode"],
         config=dict(config),
-        settings=wandb_settings(node),
+        settings=wandb_settings(node, job_type),
         reinit="finish_previous",
     )
     return Tracker(run)
