@@ -12,14 +12,8 @@ from transformers import PreTrainedTokenizerFast
 
 from xqg.core.errors import XqgInputError
 from xqg.data.corpus import open_corpus
-from xqg.data.datamodules import (
-    ContrastiveCollator,
-    ContrastiveDataModule,
-    ContrastiveDataset,
-    GeneratorCollator,
-    GeneratorDataModule,
-    format_prompt,
-)
+from xqg.data.datamodules import ContrastiveCollator, ContrastiveDataModule, ContrastiveDataset
+from xqg.data.generator_data import GeneratorCollator, GeneratorDataModule, format_prompt
 from xqg.data.records import GeneratorPair, Passage, TrainExample, passage_text
 from xqg.data.synthetic import WorldConfig, build_world
 from xqg.models.tiny_t5 import train_tokenizer

@@ -27,7 +27,7 @@ from transformers.modeling_outputs import BaseModelOutput
 
 from xqg.core.device import autocast, autocast_dtype, resolve_device
 from xqg.core.errors import MissingResourceError, XqgInputError
-from xqg.data.datamodules import format_prompt
+from xqg.data.generator_data import format_prompt
 from xqg.data.records import Passage
 from xqg.generation.static_decode import SAMPLER_VERSION, StaticT5Decoder, static_prompt_bytes, supports
 from xqg.models.generator_module import GeneratorSpec, missing_model_message

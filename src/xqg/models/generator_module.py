@@ -23,7 +23,7 @@ from transformers import AutoModelForSeq2SeqLM, get_linear_schedule_with_warmup
 
 from xqg.core.artifacts import atomic_write_json
 from xqg.core.errors import MissingResourceError
-from xqg.data.datamodules import DEFAULT_PROMPT
+from xqg.data.generator_data import DEFAULT_PROMPT
 from xqg.models.hub import split_revision
 
 SPEC_FILE = "xqg_generator.json"

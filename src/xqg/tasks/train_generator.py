@@ -36,9 +36,9 @@ from xqg.core.errors import MissingResourceError, XqgInputError
 from xqg.core.languages import get_language
 from xqg.core.locking import complete_or_claim
 from xqg.core.progress import bars_enabled
-from xqg.data.datamodules import GeneratorDataModule
 from xqg.data.delex import delexicalise_pairs
 from xqg.data.formats.pairs import pairs_fingerprint, read_generator_pairs, split_pairs
+from xqg.data.generator_data import GeneratorDataModule
 from xqg.data.records import GeneratorPair
 from xqg.models.generator_module import GeneratorModule, GeneratorSpec, missing_model_message
 from xqg.models.hub import split_revision, with_revision
