@@ -160,10 +160,6 @@ def query_quality(
     known relations; a measure with nothing to count is left out."""
     evals = {comparable(t) for t in eval_texts}
     counts: dict[str, _Counts] = {}
-    # Generated queries repeat a lot (distinct-2 of the demo's is about 12%): each distinct text is measured once.
-    scripts: dict[tuple[str, str, str], bool] = {}
-    leaks: dict[str, bool] = {}
-    matches: dict[tuple[str, str], tuple[str, str] | None] = {}
     for docid, by_lang in passages:
         if keep is not None and docid not in keep:
             continue
@@ -174,20 +170,13 @@ def query_quality(
                 t = normalize(raw)
                 c.queries += 1
                 c.texts.append(t)
-                key = (lang, t, pi.entity)
-                if key not in scripts:
-                    scripts[key] = right_script(t, lang, pi.entity or None)
-                c.right_script += scripts[key]
-                if t not in leaks:
-                    leaks[t] = comparable(t) in evals
-                c.equals_eval += leaks[t]
+                c.right_script += right_script(t, lang, pi.entity or None)
+                c.equals_eval += comparable(t) in evals
                 if pi.entity:
                     c.with_entity += 1
                     c.names_entity += names_entity(t, pi.entity)
                 if matcher is not None:
-                    if (lang, t) not in matches:
-                        matches[lang, t] = matcher.match(lang, t)
-                    m = matches[lang, t]
+                    m = matcher.match(lang, t)
                     c.matches_template += m is not None
                     if pi.relations:
                         c.with_relations += 1

@@ -24,7 +24,7 @@ import numpy as np
 import torch
 
 from xqg.retrieval.fusion import FusionTransform
-from xqg.retrieval.resident import CACHE, _block_bounds, artifact_key, resident_blocks
+from xqg.retrieval.resident import CACHE, artifact_key, block_bounds, resident_blocks
 from xqg.retrieval.torch_search import TopK, inner_products
 
 #: share of the resident cache's host budget the two score matrices of one setting may take
@@ -74,7 +74,7 @@ def search(
     blocks = _Lazy(resident_blocks(store, rows, dev))
     top = TopK(q, k)
     with torch.inference_mode():
-        for offset, stop in _block_bounds(store, rows):
+        for offset, stop in block_bounds(store, rows):
             base_key = ("scores", qd, *artifact_key(store), int(rows), offset, stop)
             base, ids = CACHE.get(base_key, lambda o=offset: _passage_scores(q, blocks.at(o)), dev)
             sums_key = ("sums", *artifact_key(sums), offset, stop, groups, n)  # as the fused search's cache

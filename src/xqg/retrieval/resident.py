@@ -138,7 +138,7 @@ def resident_blocks(store: Any, rows: int, device: torch.device, cache: Resident
     is missing (one forward pass over its chunks, skipping those before the missing block)."""
     cache = CACHE if cache is None else cache
     base = ("passages", *artifact_key(store), int(rows))
-    bounds = _block_bounds(store, rows)
+    bounds = block_bounds(store, rows)
     reader: Any = None
     for offset, stop in bounds:
 
@@ -162,7 +162,7 @@ def resident_blocks(store: Any, rows: int, device: torch.device, cache: Resident
         yield offset, ids, tensor
 
 
-def _block_bounds(store: Any, rows: int) -> list[tuple[int, int]]:
+def block_bounds(store: Any, rows: int) -> list[tuple[int, int]]:
     """The ``(start, stop)`` rows of ``store.iter_chunks(rows)``'s blocks (blocks never span shards)."""
     out = []
     for start, stop in store.shards:

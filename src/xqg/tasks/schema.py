@@ -247,9 +247,7 @@ class GeneratorSettings:
     store_format: str = "parquet"
     device: str = "auto"
     precision: str = "auto"
-    sampler: str = (
-        "auto"  # auto: static decoder on a bf16/fp32 GPU, else the loop (conf/generator/mt5_base.yaml)
-    )
+    sampler: str = "auto"  # auto: static decoder on a bf16/fp32 GPU, else the loop (generator/mt5_base.yaml)
     seed: int = 42
     shard: GenerationShardSettings = field(default_factory=GenerationShardSettings)
     queries_source: Any = (
