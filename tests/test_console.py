@@ -103,11 +103,12 @@ def test_main_job_console_is_quiet_labelled_and_complete(shared_data: Path, tmp_
     # W&B ran (offline) but printed nothing of its own: no banners, no sparkline history blocks
     assert not [x for x in lines if x.startswith("wandb:") or "Run history" in x], proc.stderr[-3000:]
     assert not [x for x in lines if THIRD_PARTY.search(x)], proc.stderr[-3000:]
-    # each trial's table is headed by its trial number and setting; the study's answer on `tune`, then `report`
-    labels = re.findall(r"^trial (\d) \(alpha=(0\.01|0\.5), n=([12]), tune questions\):$", out, re.M)
+    # each trial's table is headed by its experiment (two sweeps may share a console: `make -j2 demo`), trial
+    # number and setting; the study's answer (named) on `tune`, then `report`
+    labels = re.findall(r"^demo trial (\d) \(alpha=(0\.01|0\.5), n=([12]), tune questions\):$", out, re.M)
     assert {t for t, _, _ in labels} == {"0", "1", "2", "3"}
     assert {(a, n) for _, a, n in labels} == {("0.01", "1"), ("0.01", "2"), ("0.5", "1"), ("0.5", "2")}
-    assert re.search(r"^Best xQG setting.* on the tune questions \(", out, re.M)
+    assert re.search(r"^Best xQG setting.* on the tune questions \(study xqg-demo-demo-\w+, ", out, re.M)
     report = out.index("scored on the report questions, held out from tuning")
     assert "R@2kt" in out[report:] and out.index("Files written by this sweep") > report
     (sweep,) = (tmp_path / "outputs" / "evaluate" / "multiruns").iterdir()

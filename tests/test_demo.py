@@ -10,6 +10,10 @@ from __future__ import annotations
 
 import copy
 import json
+import os
+import re
+import shutil
+import subprocess
 from pathlib import Path
 
 import pytest
@@ -135,3 +139,31 @@ def test_zero_shot_vocabulary_covers_every_language(tmp_path: Path) -> None:
     )  # tiny models built before the option keep their cache
     with pytest.raises(XqgInputError, match="vocab_text"):
         TinyBertConfig(vocab_text="everything")
+
+
+@pytest.mark.skipif(shutil.which("make") is None, reason="needs GNU make")
+def test_main_job_runs_both_studies_side_by_side_without_spinning_threads(tmp_path: Path) -> None:
+    """`make -j2 demo` (the README's main job and .ci/run's) starts both studies at once, each with the README's
+    own command, and with idle OpenMP threads asleep (OMP_WAIT_POLICY=PASSIVE: spinning threads of one study take
+    the cores the other needs). A fake interpreter records what each job was started with and fails unless the
+    other job starts while it runs (one after the other, the first would wait for the second in vain)."""
+    started = tmp_path / "started"
+    fake = tmp_path / "python"
+    fake.write_text(
+        f'#!/bin/sh\necho "$OMP_WAIT_POLICY $*" >> {started}\ni=0\n'
+        f'while [ "$(wc -l < {started})" -lt 2 ]; do i=$((i+1)); [ $i -gt 200 ] && exit 1; sleep 0.05; done\n'
+    )
+    fake.chmod(0o755)
+    env = {k: v for k, v in os.environ.items() if k not in ("OMP_WAIT_POLICY", "MAKEFLAGS", "MAKELEVEL")}
+    subprocess.run(["make", "-s", "-j2", "demo", f"PY={fake}"], cwd=REPO, env=env, check=True, timeout=60)
+    assert sorted(started.read_text().splitlines()) == [
+        "PASSIVE evaluate.py -m experiment=demo sweep=demo",
+        "PASSIVE evaluate.py -m experiment=demo_zeroshot sweep=demo_zeroshot",
+    ]
+    started.unlink()
+    sequential = subprocess.run(["make", "-s", "demo", f"PY={fake}"], cwd=REPO, env=env, timeout=60)
+    assert sequential.returncode != 0  # the fake does tell side by side from one after the other
+    readme, ci = (REPO / "README.md").read_text(), (REPO / ".ci" / "run").read_text()
+    main_job = re.search(r"```bash\n(python3 -m venv .*)\n```", readme)
+    assert main_job and main_job.group(1).endswith("&& make -j2 demo")
+    assert re.search(r"^make -j2 demo(\s|$)", ci, re.M)

@@ -20,7 +20,7 @@ from xqg.evaluation.tables import paper_table, significance_footnotes
 from xqg.tasks.console import log_to_files
 from xqg.tasks.schema import EvaluateSettings
 from xqg.tasks.sweep import objective_value, write_trial_record
-from xqg.tasks.tracking import run_name, start_run
+from xqg.tasks.tracking import experiment_name, run_name, start_run
 from xqg.tasks.trial_attrs import job_trial_number
 
 log = logging.getLogger(__name__)
@@ -58,8 +58,9 @@ def results_table(
 
 
 def trial_label(settings: EvaluateSettings) -> str | None:
-    """``trial 3 (alpha=0.01, n=5, tune questions)`` for a job of a sweep (its Optuna trial number, else Hydra's
-    job number); None for a single run."""
+    """``demo trial 3 (alpha=0.01, n=5, tune questions)`` for a job of a sweep: its experiment (two sweeps may
+    print to one console: ``make -j2 demo``) and its Optuna trial number, else Hydra's job number; None for a
+    single run."""
     if not HydraConfig.initialized():
         return None
     hc = HydraConfig.get()
@@ -71,7 +72,7 @@ def trial_label(settings: EvaluateSettings) -> str | None:
     aug = settings.augmentation
     setting = f"alpha={aug.alpha:g}, n={aug.n}" if aug.enabled else "alpha=0, xQG off"
     split = f", {aug.tune_split} questions" if aug.tune_split else ""
-    return f"{who} ({setting}{split})"
+    return f"{experiment_name()} {who} ({setting}{split})"
 
 
 def _markers_json(comparison: Comparison | None) -> dict[str, dict[str, str]] | None:
@@ -107,7 +108,7 @@ def report(
             *result.notes(),
         ]
     )
-    print(text)  # one write: the tables of parallel trials do not interleave
+    print(text, flush=True)  # one write: the tables of parallel jobs do not interleave, even through a pipe
     log_to_files(text)  # the job's log file holds the table too, without a second copy on the console
     spec = settings.retrieval.objective
     value = objective_value(metrics, spec)

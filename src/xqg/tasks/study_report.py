@@ -239,19 +239,20 @@ def _sqlite_dirs(storage: Any) -> list[Path]:
 
 def _say(text: str) -> None:
     """On the console and in the job's log file."""
-    print("\n" + text)
+    print("\n" + text, flush=True)  # one write: two studies may share a console or a pipe (make -j2 demo)
     log_to_files(text)
 
 
 def best_table_text(summary: Mapping[str, Any], where: Path) -> str | None:
-    """The study's answer as printed: heading (with the questions it was tuned on), table, and the plain
-    sentence when no setting beat the baseline."""
+    """The study's answer as printed: heading (with the questions it was tuned on and the study's name: two
+    studies may end on one console), table, and the plain sentence when no setting beat the baseline."""
     table = summary.get("files", {}).get("table")
     lines = []
     if table:
         split = f" on the {summary['split']} questions" if summary.get("split") else ""
         lines.append(
-            f"{summary.get('table_heading')}{split} ({where}):\n\n{Path(table).read_text().rstrip()}"
+            f"{summary.get('table_heading')}{split} (study {summary.get('study_name')}, {where}):\n\n"
+            f"{Path(table).read_text().rstrip()}"
         )
     if summary.get("no_gain"):
         lines.append(str(summary["no_gain"]))
