@@ -156,7 +156,8 @@ def test_main_job_runs_both_studies_side_by_side_without_spinning_threads(tmp_pa
     fake.chmod(0o755)
     env = {k: v for k, v in os.environ.items() if k not in ("OMP_WAIT_POLICY", "MAKEFLAGS", "MAKELEVEL")}
     subprocess.run(["make", "-s", "-j2", "demo", f"PY={fake}"], cwd=REPO, env=env, check=True, timeout=60)
-    assert sorted(started.read_text().splitlines()) == [
+    commands = sorted(started.read_text().splitlines())
+    assert commands == [
         "PASSIVE evaluate.py -m experiment=demo sweep=demo",
         "PASSIVE evaluate.py -m experiment=demo_zeroshot sweep=demo_zeroshot",
     ]
@@ -164,6 +165,7 @@ def test_main_job_runs_both_studies_side_by_side_without_spinning_threads(tmp_pa
     sequential = subprocess.run(["make", "-s", "demo", f"PY={fake}"], cwd=REPO, env=env, timeout=60)
     assert sequential.returncode != 0  # the fake does tell side by side from one after the other
     readme, ci = (REPO / "README.md").read_text(), (REPO / ".ci" / "run").read_text()
+    assert all(f"python {c.removeprefix('PASSIVE ')}" in readme for c in commands)
     main_job = re.search(r"```bash\n(python3 -m venv .*)\n```", readme)
     assert main_job and main_job.group(1).endswith("&& make -j2 demo")
     assert re.search(r"^make -j2 demo(\s|$)", ci, re.M)
