@@ -1,7 +1,6 @@
 # The README's main job: the offline demo's two studies on one cache, side by side.
 #   make -j2 demo        # both studies at once: the main job (README, "Time")
-#   make demo            # the same two studies one after the other (same numbers; 5 min 40 s against 3 min 42 s-
-#                        # 4 min 08 s on 2 cores, README "Time")
+#   make demo            # the same two studies one after the other (same numbers, slower: README "Time")
 #   make demo-xdr        # one study: the cross-lingual tiny retriever (study xqg-demo)
 #   make demo-zeroshot   # one study: the zero-shot tiny retriever (study xqg-demo_zeroshot)
 #   make demo-check      # the expected results (reproductions/demo.yaml), re-scored from the cache
@@ -28,4 +27,4 @@ demo-zeroshot:
 	$(PY) evaluate.py -m experiment=demo_zeroshot sweep=demo_zeroshot
 
 demo-check:
-	$(dir $(PY))xqg-reproduce --matrix reproductions/demo.yaml --all
+	$(PY) -m xqg.tasks.reproduce --matrix reproductions/demo.yaml --all  # xqg-reproduce, with any PY
